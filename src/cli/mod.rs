@@ -1,0 +1,98 @@
+//! Command-line layer: clap structs parse, `run` functions do the work, errors map to exit codes.
+//!
+//! Each subcommand's arguments live in their own file so that the top level only dispatches.
+
+mod completions;
+pub mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Link Kubernetes clusters over mutual TLS.
+///
+/// mc renders the install manifests, creates trust anchors and certificates, links clusters,
+/// checks them, and runs inside them as the service-mirror controller and the gateway.
+#[derive(Debug, Parser)]
+#[command(name = "mc", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    // Every TLS user in the process (kube client, sim, gateway) shares one provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    init_logging(cli.verbose, None);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Completions(args) => completions::run(args),
+    }
+}
+
+/// Log format for long-running commands; `json` is what clusters want.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// Logs go to stderr so that commands printing YAML or JSON stay pipeable.
+pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,mc=info",
+        1 => "info,mc=debug",
+        _ => "debug,mc=trace",
+    };
+    let filter = EnvFilter::try_from_env("MC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format.unwrap_or_default() {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Tokio runtime for subcommands that do network I/O.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}

@@ -1,0 +1,8 @@
+//! mc links Kubernetes clusters: trust, install manifests, service mirroring and an mTLS gateway.
+//!
+//! Modules that may touch the network: `sim` (serves), `gateway` (serves and dials), `kube`
+//! helpers. Pure modules: `identity` (certificates, files only), `render` (templates).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod k8s;

@@ -2,7 +2,9 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  mc completions bash > /etc/bash_completion.d/mc\n  mc completions zsh > \"${fpath[1]}/_mc\"")]
+#[command(
+    after_help = "Examples:\n  mc completions bash > /etc/bash_completion.d/mc\n  mc completions zsh > \"${fpath[1]}/_mc\""
+)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for.
     pub shell: Shell,

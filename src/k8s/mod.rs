@@ -1,5 +1,9 @@
 //! Facade for the Kubernetes names mc uses: the one place for label, annotation and object names.
 
+pub mod link;
+
+pub use link::{Link, LinkSpec, LinkStatus};
+
 /// API group of mc's own resources.
 pub const GROUP: &str = "mc.dev";
 /// Default namespace of an installation.

@@ -3,6 +3,7 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod identity;
 pub mod output;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Create and inspect the trust anchor and per-cluster issuers.
+    Identity(identity::IdentityArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Identity(args) => identity::run(args),
     }
 }
 

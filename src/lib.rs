@@ -7,3 +7,4 @@
 pub mod cli;
 pub mod identity;
 pub mod k8s;
+pub mod render;

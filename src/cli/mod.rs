@@ -4,6 +4,7 @@
 
 mod completions;
 mod identity;
+mod install;
 pub mod output;
 
 use std::process::ExitCode;
@@ -31,6 +32,10 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Create and inspect the trust anchor and per-cluster issuers.
     Identity(identity::IdentityArgs),
+    /// Print the manifests that install mc into a cluster (pipe to `kubectl apply -f -`).
+    Install(install::InstallArgs),
+    /// Print references to everything `mc install` creates (pipe to `kubectl delete -f -`).
+    Uninstall(install::UninstallArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -63,6 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
         Command::Identity(args) => identity::run(args),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
     }
 }
 

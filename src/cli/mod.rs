@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand};
 /// checks them, and runs inside them as the service-mirror controller and the gateway.
 #[derive(Debug, Parser)]
 #[command(name = "mc", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:
+  mc identity init --dir ./trust
+  mc identity issue --dir ./trust --cluster-name west
+  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
+  mc uninstall | kubectl delete --ignore-not-found -f -")]
 pub struct Cli {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -8,7 +8,7 @@
 //! ```text
 //! anchor (self-signed, CA, key stays offline, URI SAN spiffe://<trust-domain>)
 //!   └── issuer of cluster <c> (CA pathLen 0, name-constrained to <c>.<trust-domain>)
-//!         └── gateway leaf (24h, DNS mc-gateway.mc-system.<c>.<trust-domain> + SPIFFE URI)
+//!         └── gateway leaf (24h, DNS mc-gateway.<ns>.<c>.<trust-domain> + SPIFFE URI)
 //! ```
 
 pub mod inspect;
@@ -18,7 +18,8 @@ pub mod store;
 pub mod verify;
 
 pub use names::{
-    NameError, gateway_dns_name, gateway_spiffe_id, validate_cluster_name, validate_trust_domain,
+    NameError, gateway_dns_name, gateway_dns_name_in, gateway_spiffe_id, gateway_spiffe_id_in,
+    validate_cluster_name, validate_trust_domain,
 };
 pub use pki::{
     CertKeyPem, PkiError, issue_gateway_leaf, load_issuer, new_anchor, new_issuer, trust_domain_of,
@@ -34,9 +35,8 @@ pub const ANCHOR_CERT_FILE: &str = "anchor.crt";
 pub const ANCHOR_KEY_FILE: &str = "anchor.key";
 pub const ISSUER_CERT_FILE: &str = "issuer.crt";
 pub const ISSUER_KEY_FILE: &str = "issuer.key";
-/// Namespace and ServiceAccount baked into gateway identities. Fixed rather than taken from
-/// `--namespace` so that a peer can compute a gateway's identity from cluster name and trust
-/// domain alone.
+/// Namespace part of a gateway identity when mc is installed in the default namespace (the
+/// identity names the namespace the gateway really runs in; `mc-config` records the result).
 pub const IDENTITY_NAMESPACE: &str = "mc-system";
 pub const IDENTITY_SERVICE_ACCOUNT: &str = "mc-gateway";
 /// Lifetime of a gateway leaf certificate.

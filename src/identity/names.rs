@@ -16,23 +16,35 @@ pub enum NameError {
         "trust domain {0:?} is not a DNS name (dot-separated labels of lowercase letters, digits or '-', at most 253 characters)"
     )]
     TrustDomain(String),
+    #[error("namespace {0:?} is not a DNS-1123 label")]
+    Namespace(String),
     #[error(
         "the gateway name {0:?} would be longer than 253 characters; use a shorter cluster name or trust domain"
     )]
     TooLong(String),
 }
 
-/// `mc-gateway.mc-system.<cluster>.<trust-domain>`: the DNS SAN every gateway leaf carries and the
-/// name a peer checks (it is `Link.spec.gatewayIdentity`).
+/// `mc-gateway.mc-system.<cluster>.<trust-domain>`: the DNS SAN of a gateway installed in the
+/// default namespace, and the name a peer checks (it is `Link.spec.gatewayIdentity`).
 pub fn gateway_dns_name(cluster: &str, trust_domain: &str) -> String {
-    format!("{IDENTITY_SERVICE_ACCOUNT}.{IDENTITY_NAMESPACE}.{cluster}.{trust_domain}")
+    gateway_dns_name_in(IDENTITY_NAMESPACE, cluster, trust_domain)
+}
+
+/// `mc-gateway.<namespace>.<cluster>.<trust-domain>` for a gateway installed in `namespace`.
+pub fn gateway_dns_name_in(namespace: &str, cluster: &str, trust_domain: &str) -> String {
+    format!("{IDENTITY_SERVICE_ACCOUNT}.{namespace}.{cluster}.{trust_domain}")
 }
 
 /// `spiffe://<trust-domain>/cluster/<cluster>/ns/mc-system/sa/mc-gateway`: the URI SAN of a
-/// gateway leaf, for SPIFFE-aware peers and for logs.
+/// gateway installed in the default namespace, for SPIFFE-aware peers and for logs.
 pub fn gateway_spiffe_id(cluster: &str, trust_domain: &str) -> String {
+    gateway_spiffe_id_in(IDENTITY_NAMESPACE, cluster, trust_domain)
+}
+
+/// `spiffe://<trust-domain>/cluster/<cluster>/ns/<namespace>/sa/mc-gateway`.
+pub fn gateway_spiffe_id_in(namespace: &str, cluster: &str, trust_domain: &str) -> String {
     format!(
-        "spiffe://{trust_domain}/cluster/{cluster}/ns/{IDENTITY_NAMESPACE}/sa/{IDENTITY_SERVICE_ACCOUNT}"
+        "spiffe://{trust_domain}/cluster/{cluster}/ns/{namespace}/sa/{IDENTITY_SERVICE_ACCOUNT}"
     )
 }
 
@@ -77,11 +89,18 @@ pub fn validate_trust_domain(trust_domain: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Both names valid, and the gateway DNS name they make fits in a certificate.
-pub fn validate_gateway_names(cluster: &str, trust_domain: &str) -> Result<(), NameError> {
+/// All names valid, and the gateway DNS name they make fits in a certificate.
+pub fn validate_gateway_names(
+    namespace: &str,
+    cluster: &str,
+    trust_domain: &str,
+) -> Result<(), NameError> {
     validate_cluster_name(cluster)?;
     validate_trust_domain(trust_domain)?;
-    let name = gateway_dns_name(cluster, trust_domain);
+    if !is_dns_label(namespace) {
+        return Err(NameError::Namespace(namespace.to_owned()));
+    }
+    let name = gateway_dns_name_in(namespace, cluster, trust_domain);
     if name.len() > MAX_DNS_NAME {
         return Err(NameError::TooLong(name));
     }
@@ -101,6 +120,10 @@ mod tests {
         assert_eq!(
             gateway_spiffe_id("west", "example.org"),
             "spiffe://example.org/cluster/west/ns/mc-system/sa/mc-gateway"
+        );
+        assert_eq!(
+            gateway_dns_name_in("mc", "west", "example.org"),
+            "mc-gateway.mc.west.example.org"
         );
     }
 
@@ -137,7 +160,7 @@ mod tests {
     fn gateway_names_longer_than_253_characters_are_refused() {
         let td = [&"a".repeat(63)[..]; 3].join(".");
         assert!(matches!(
-            validate_gateway_names(&"b".repeat(63), &td),
+            validate_gateway_names("mc-system", &"b".repeat(63), &td),
             Err(NameError::TooLong(_))
         ));
     }

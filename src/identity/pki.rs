@@ -14,7 +14,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::names::{
-    NameError, anchor_spiffe_id, gateway_dns_name, gateway_spiffe_id, issuer_spiffe_id,
+    NameError, anchor_spiffe_id, gateway_dns_name_in, gateway_spiffe_id_in, issuer_spiffe_id,
     validate_gateway_names, validate_trust_domain,
 };
 
@@ -166,7 +166,8 @@ pub fn new_issuer(
     not_after: OffsetDateTime,
 ) -> Result<CertKeyPem, PkiError> {
     const WHAT: &str = "issuer";
-    validate_gateway_names(cluster, trust_domain)?;
+    super::names::validate_cluster_name(cluster)?;
+    validate_trust_domain(trust_domain)?;
     let key = generate_key()?;
     let mut params = base_params(WHAT, format!("mc issuer {cluster}"), not_before, not_after)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -183,20 +184,22 @@ pub fn new_issuer(
     Ok(finish(cert, &key))
 }
 
-/// A gateway's leaf: DNS SAN [`gateway_dns_name`] and URI SAN [`gateway_spiffe_id`], usable as
-/// both TLS server and client (gateways are both), valid from `now` (minus clock skew) for
-/// `lifetime`.
+/// A gateway's leaf for a gateway installed in `namespace`: DNS SAN
+/// [`gateway_dns_name_in`](super::names::gateway_dns_name_in) and URI SAN
+/// [`gateway_spiffe_id_in`](super::names::gateway_spiffe_id_in), usable as both TLS server and
+/// client (gateways are both), valid from `now` (minus clock skew) for `lifetime`.
 pub fn issue_gateway_leaf(
     issuer: &Issuer<'_, KeyPair>,
+    namespace: &str,
     cluster: &str,
     trust_domain: &str,
     now: OffsetDateTime,
     lifetime: Duration,
 ) -> Result<CertKeyPem, PkiError> {
     const WHAT: &str = "gateway";
-    validate_gateway_names(cluster, trust_domain)?;
+    validate_gateway_names(namespace, cluster, trust_domain)?;
     let key = generate_key()?;
-    let dns = gateway_dns_name(cluster, trust_domain);
+    let dns = gateway_dns_name_in(namespace, cluster, trust_domain);
     let mut params = base_params(WHAT, dns.clone(), now, now + lifetime)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -206,7 +209,7 @@ pub fn issue_gateway_leaf(
     ];
     params.subject_alt_names = vec![
         dns_san(WHAT, dns)?,
-        uri_san(WHAT, gateway_spiffe_id(cluster, trust_domain))?,
+        uri_san(WHAT, gateway_spiffe_id_in(namespace, cluster, trust_domain))?,
     ];
     params.use_authority_key_identifier_extension = true;
     let cert = params
@@ -404,13 +407,21 @@ pub(crate) mod tests {
     fn a_leaf_certificate_is_not_accepted_as_an_issuer() {
         let (_, issuer) = anchor_and_issuer("west");
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
-        let leaf =
-            issue_gateway_leaf(&signer, "west", "cluster.local", now(), GATEWAY_LIFETIME).unwrap();
+        let leaf = issue_gateway_leaf(
+            &signer,
+            NS,
+            "west",
+            "cluster.local",
+            now(),
+            GATEWAY_LIFETIME,
+        )
+        .unwrap();
         let err = load_issuer(&leaf.cert_pem, &leaf.key_pem).unwrap_err();
         assert!(matches!(err, PkiError::NotCa), "{err:?}");
     }
 
     const GATEWAY_LIFETIME: Duration = crate::identity::GATEWAY_LEAF_LIFETIME;
+    const NS: &str = crate::identity::IDENTITY_NAMESPACE;
 
     #[test]
     fn debug_output_never_shows_the_private_key() {

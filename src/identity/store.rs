@@ -665,11 +665,18 @@ fn probe_issuer(
             path: issuer.path.clone(),
             source: PkiError::Issuer(source),
         })?;
-    let leaf = pki::issue_gateway_leaf(&signer, cluster, trust_domain, now, GATEWAY_LEAF_LIFETIME)
-        .map_err(|source| StoreError::Create {
-            what: "gateway",
-            source,
-        })?;
+    let leaf = pki::issue_gateway_leaf(
+        &signer,
+        super::IDENTITY_NAMESPACE,
+        cluster,
+        trust_domain,
+        now,
+        GATEWAY_LEAF_LIFETIME,
+    )
+    .map_err(|source| StoreError::Create {
+        what: "gateway",
+        source,
+    })?;
     let leaf_der =
         pki::parse_cert_pems(leaf.cert_pem.as_bytes()).map_err(|source| StoreError::Create {
             what: "gateway",

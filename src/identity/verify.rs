@@ -113,6 +113,8 @@ pub fn validity_at(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Validity 
 mod tests {
     use super::*;
     use crate::identity::GATEWAY_LEAF_LIFETIME;
+
+    const NS: &str = crate::identity::IDENTITY_NAMESPACE;
     use crate::identity::pki::tests::{anchor_and_issuer, now};
     use crate::identity::pki::{issue_gateway_leaf, load_issuer, parse_cert_pems};
 
@@ -126,6 +128,7 @@ mod tests {
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
         let leaf = issue_gateway_leaf(
             &signer,
+            NS,
             "west",
             "cluster.local",
             now(),
@@ -152,6 +155,7 @@ mod tests {
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
         let leaf = issue_gateway_leaf(
             &signer,
+            NS,
             "west",
             "cluster.local",
             now(),
@@ -178,6 +182,7 @@ mod tests {
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
         let leaf = issue_gateway_leaf(
             &signer,
+            NS,
             "west",
             "cluster.local",
             now(),
@@ -204,6 +209,7 @@ mod tests {
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
         let forged = issue_gateway_leaf(
             &signer,
+            NS,
             "east",
             "cluster.local",
             now(),
@@ -242,6 +248,7 @@ mod tests {
         let sub_signer = load_issuer(&sub.cert_pem, &sub.key_pem).unwrap();
         let leaf = issue_gateway_leaf(
             &sub_signer,
+            NS,
             "west",
             "cluster.local",
             now(),

@@ -209,7 +209,7 @@ fn context(input: &InstallInput) -> Result<Value, RenderError> {
         "clusterName": cluster_name,
         "namespace": namespace,
         "trustDomain": trust_domain,
-        "gatewayIdentity": crate::identity::gateway_dns_name(cluster_name, trust_domain),
+        "gatewayIdentity": crate::identity::gateway_dns_name_in(namespace, cluster_name, trust_domain),
         "anchorPem": anchor_pem,
         "issuer": { "crt": b64(issuer_cert_pem), "key": b64(issuer_key_pem), "ca": b64(anchor_pem) },
         "values": values,

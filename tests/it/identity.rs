@@ -91,6 +91,7 @@ fn issued_chain_verifies_with_path_len_zero_and_ca_key_usage() {
     .unwrap();
     let leaf = identity::issue_gateway_leaf(
         &signer,
+        identity::IDENTITY_NAMESPACE,
         "west",
         "cluster.local",
         time::OffsetDateTime::now_utc(),

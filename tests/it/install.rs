@@ -529,3 +529,26 @@ fn install_and_uninstall_help_have_examples() {
         );
     }
 }
+
+#[test]
+fn log_format_json_is_accepted_after_any_subcommand() {
+    // The rendered Deployments pass `--log-format json` after their subcommand.
+    let out = run(&["uninstall", "--log-format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn gateway_identity_in_mc_config_follows_the_install_namespace() {
+    let out = install_fixture(&["--namespace", "mc-west"]);
+    assert!(out.status.success());
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let config: ConfigMap = find(&docs, "ConfigMap", "mc-config");
+    assert_eq!(
+        config.data.unwrap()["gatewayIdentity"],
+        "mc-gateway.mc-west.west.cluster.local"
+    );
+}

@@ -68,41 +68,67 @@ fn validate_namespace(namespace: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
-    let InstallArgs {
-        cluster_name,
-        identity_dir,
-        namespace,
-        set,
-        values: value_files,
-    } = args;
-    let Some(cluster_name) = cluster_name else {
-        bail!(
-            "no cluster name given; pass --cluster-name NAME, the name its issuer was made with (`mc identity issue --cluster-name NAME`)"
-        );
-    };
-    crate::identity::validate_cluster_name(&cluster_name)?;
-    let Some(identity_dir) = identity_dir else {
-        bail!(
-            "no identity directory given; pass --identity-dir DIR, created with `mc identity init --dir DIR` and `mc identity issue --dir DIR --cluster-name {cluster_name}`"
-        );
-    };
-    validate_namespace(&namespace)?;
-    let sets = set
-        .iter()
-        .map(|s| values::parse_set(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut files = Vec::new();
-    for path in &value_files {
-        let bytes = store::read_small_file(path, "check the --values path")?;
-        let text = String::from_utf8(bytes)
-            .with_context(|| format!("the values file {} is not UTF-8 text", path.display()))?;
-        files.push((path.display().to_string(), text));
-    }
-    let values = values::resolve(&files, &sets)?;
+/// A validated install request: names checked, values resolved (files read, no network).
+#[derive(Debug)]
+pub struct InstallConfig {
+    pub cluster_name: String,
+    pub identity: Layout,
+    pub namespace: String,
+    pub values: serde_json::Value,
+}
 
+impl TryFrom<InstallArgs> for InstallConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: InstallArgs) -> anyhow::Result<Self> {
+        let InstallArgs {
+            cluster_name,
+            identity_dir,
+            namespace,
+            set,
+            values: value_files,
+        } = args;
+        let Some(cluster_name) = cluster_name else {
+            bail!(
+                "no cluster name given; pass --cluster-name NAME, the name its issuer was made with (`mc identity issue --cluster-name NAME`)"
+            );
+        };
+        crate::identity::validate_cluster_name(&cluster_name)?;
+        let Some(identity_dir) = identity_dir else {
+            bail!(
+                "no identity directory given; pass --identity-dir DIR, created with `mc identity init --dir DIR` and `mc identity issue --dir DIR --cluster-name {cluster_name}`"
+            );
+        };
+        validate_namespace(&namespace)?;
+        let sets = set
+            .iter()
+            .map(|s| values::parse_set(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut files = Vec::new();
+        for path in &value_files {
+            let bytes = store::read_small_file(path, "check the --values path")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("the values file {} is not UTF-8 text", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+        Ok(Self {
+            cluster_name,
+            identity: Layout::new(identity_dir),
+            namespace,
+            values: values::resolve(&files, &sets)?,
+        })
+    }
+}
+
+pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
+    let InstallConfig {
+        cluster_name,
+        identity,
+        namespace,
+        values,
+    } = InstallConfig::try_from(args)?;
     let now = OffsetDateTime::now_utc();
-    let identity = store::load_for_install(&Layout::new(&identity_dir), &cluster_name, now)?;
+    let identity = store::load_for_install(&identity, &cluster_name, now)?;
     let input = InstallInput {
         cluster_name,
         namespace,
@@ -112,8 +138,7 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
         issuer_key_pem: identity.issuer_key_pem,
         values,
     };
-    let yaml = render::render_install(&input)?;
-    write_stdout(&yaml)
+    write_stdout(&render::render_install(&input)?)
 }
 
 pub fn run_uninstall(args: UninstallArgs) -> anyhow::Result<()> {

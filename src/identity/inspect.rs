@@ -271,4 +271,50 @@ mod tests {
         let anchor = inspect_file(&layout.anchor_cert(), None, now).unwrap();
         assert_eq!(anchor[0].chain.status, "is-anchor");
     }
+
+    #[test]
+    fn gateway_leaf_beside_its_issuer_chains_to_the_anchor_in_the_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path());
+        let now = OffsetDateTime::now_utc();
+        init_anchor(
+            &layout,
+            "cluster.local",
+            Duration::from_secs(86400 * 30),
+            false,
+            now,
+        )
+        .unwrap();
+        issue_issuer(&layout, "west", Duration::from_secs(86400 * 10), false, now).unwrap();
+        let signer = crate::identity::load_issuer(
+            &std::fs::read_to_string(layout.issuer_cert("west")).unwrap(),
+            &std::fs::read_to_string(layout.issuer_key("west")).unwrap(),
+        )
+        .unwrap();
+        let leaf = crate::identity::issue_gateway_leaf(
+            &signer,
+            "mc-system",
+            "west",
+            "cluster.local",
+            now,
+            crate::identity::GATEWAY_LEAF_LIFETIME,
+        )
+        .unwrap();
+        let path = layout.issuer_dir("west").join("gateway.crt");
+        std::fs::write(&path, &leaf.cert_pem).unwrap();
+        let info = &inspect_file(&path, None, now).unwrap()[0];
+        assert_eq!(info.chain.status, "ok", "{info:?}");
+        assert!(!info.ca);
+        assert!(
+            info.sans
+                .contains(&"DNS:mc-gateway.mc-system.west.cluster.local".to_owned())
+        );
+
+        // Two days later the 24h leaf is expired and no longer chains.
+        let later = now + time::Duration::days(2);
+        let info = &inspect_file(&path, None, later).unwrap()[0];
+        assert_eq!(info.validity, "expired");
+        assert_eq!(info.chain.status, "invalid");
+        assert!(info.days_left < 0);
+    }
 }

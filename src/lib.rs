@@ -5,4 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod identity;
 pub mod k8s;
+pub mod render;

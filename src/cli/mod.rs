@@ -3,6 +3,8 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod identity;
+mod install;
 pub mod output;
 
 use std::process::ExitCode;
@@ -15,10 +17,19 @@ use clap::{Parser, Subcommand};
 /// checks them, and runs inside them as the service-mirror controller and the gateway.
 #[derive(Debug, Parser)]
 #[command(name = "mc", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:
+  mc identity init --dir ./trust
+  mc identity issue --dir ./trust --cluster-name west
+  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
+  mc uninstall | kubectl delete --ignore-not-found -f -")]
 pub struct Cli {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log format on stderr; the install manifests run both components with `json`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -28,6 +39,12 @@ pub struct Cli {
 pub enum Command {
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Create and inspect the trust anchor and per-cluster issuers.
+    Identity(identity::IdentityArgs),
+    /// Print the manifests that install mc into a cluster (pipe to `kubectl apply -f -`).
+    Install(install::InstallArgs),
+    /// Print references to everything `mc install` creates (pipe to `kubectl delete -f -`).
+    Uninstall(install::UninstallArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -46,7 +63,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose, None);
+    init_logging(cli.verbose, cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -59,6 +76,9 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Identity(args) => identity::run(args),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
     }
 }
 

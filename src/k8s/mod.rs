@@ -25,3 +25,7 @@ pub const REMOTE_ACCESS_ROLE: &str = "mc-remote-access";
 pub const GATEWAY_PORT: u16 = 4143;
 pub const GATEWAY_PROBE_PORT: u16 = 4191;
 pub const MIRROR_ADMIN_PORT: u16 = 9990;
+/// Label on every object `mc install` renders: the cluster name it was installed with.
+pub const LABEL_CLUSTER: &str = "mc.dev/cluster";
+/// Lease the mirror controller's replicas elect a leader with (RBAC names it).
+pub const MIRROR_LEASE: &str = "mc-mirror";

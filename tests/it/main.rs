@@ -2,3 +2,5 @@
 //! processes on 127.0.0.1.
 
 mod cli;
+mod identity;
+mod install;

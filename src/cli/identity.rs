@@ -1,0 +1,279 @@
+//! `mc identity init|issue|inspect`: create the trust anchor and per-cluster issuers, and read
+//! certificates.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tabled::settings::Style;
+use time::OffsetDateTime;
+
+use super::output::{OutputFormat, print_structured};
+use crate::identity::inspect::{self, CertInfo};
+use crate::identity::store::{self, Layout};
+use crate::identity::{self as id, DEFAULT_ANCHOR_VALIDITY, DEFAULT_ISSUER_VALIDITY};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mc identity init --dir ./trust
+  mc identity issue --dir ./trust --cluster-name west
+  mc identity inspect ./trust/west/issuer.crt
+
+See docs/trust.md for how anchors, issuers and gateway identities relate.")]
+pub struct IdentityArgs {
+    #[command(subcommand)]
+    pub command: IdentityCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create the trust anchor (a self-signed root CA) shared by every linked cluster.
+    Init(InitArgs),
+    /// Create a cluster's issuer (an intermediate CA signed by the anchor).
+    Issue(IssueArgs),
+    /// Show certificates: subject, SANs, serial, validity, CA flag, key and chain status.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes DIR/anchor.crt and DIR/anchor.key (mode 0600). The trust domain is recorded in
+the anchor itself (URI SAN spiffe://<trust-domain>), so later commands read it from there.
+After issuing every cluster, keep anchor.key offline: only `mc identity issue` needs it.
+
+Examples:
+  mc identity init --dir ./trust
+  mc identity init --dir ./trust --trust-domain example.org --validity 5y
+  mc identity init --dir ./trust --force      # replace an existing anchor"
+)]
+pub struct InitArgs {
+    /// Directory for anchor.crt and anchor.key (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Trust domain of every identity under this anchor (a DNS name).
+    #[arg(long, default_value = id::DEFAULT_TRUST_DOMAIN, value_name = "DOMAIN")]
+    pub trust_domain: String,
+    /// How long the anchor is valid, e.g. 10y, 365d, 8760h.
+    #[arg(long, default_value = DEFAULT_ANCHOR_VALIDITY, value_parser = parse_validity)]
+    pub validity: Duration,
+    /// Replace existing anchor files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes DIR/NAME/issuer.crt and DIR/NAME/issuer.key (mode 0600), signed with
+DIR/anchor.key. The issuer is a CA with pathLen 0 that may only certify names under
+NAME.<trust-domain>; it never outlives the anchor. `mc install` puts it into Secret mc-issuer.
+
+Examples:
+  mc identity issue --dir ./trust --cluster-name west
+  mc identity issue --dir ./trust --cluster-name east --validity 90d
+  mc identity issue --dir ./trust --cluster-name west --force   # rotate"
+)]
+pub struct IssueArgs {
+    /// Directory holding anchor.crt and anchor.key (from `mc identity init`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Name of the cluster (a DNS-1123 label), as given to `mc install --cluster-name`.
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: String,
+    /// How long the issuer is valid, e.g. 1y, 90d.
+    #[arg(long, default_value = DEFAULT_ISSUER_VALIDITY, value_parser = parse_validity)]
+    pub validity: Duration,
+    /// Replace existing issuer files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The anchor is --anchor, else anchor.crt beside each file, else anchor.crt in the parent
+directory (so DIR/NAME/issuer.crt finds DIR/anchor.crt). Leaf certificates are verified with
+the rest of their file and an issuer.crt beside them as intermediates.
+
+Examples:
+  mc identity inspect ./trust/anchor.crt ./trust/west/issuer.crt
+  mc identity inspect gateway.crt --anchor ./trust/anchor.crt -o json"
+)]
+pub struct InspectArgs {
+    /// PEM files holding one or more certificates.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Anchor certificate(s) to check the chain against.
+    #[arg(long, value_name = "FILE")]
+    pub anchor: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `10y`, `90d`, `24h` (humantime; a year is 365.25 days).
+fn parse_validity(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10y, 90d, 24h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    // Past year 9999 X.509 time cannot be encoded; nobody needs a certificate that long anyway.
+    if d > Duration::from_secs(200 * 366 * 86400) {
+        return Err("must be at most 200y".to_owned());
+    }
+    Ok(d)
+}
+
+pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
+    // Certificates carry whole seconds; so do the dates mc prints.
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    match args.command {
+        IdentityCommand::Init(args) => init(args, now),
+        IdentityCommand::Issue(args) => issue(args, now),
+        IdentityCommand::Inspect(args) => inspect(args, now),
+    }
+}
+
+fn init(args: InitArgs, now: OffsetDateTime) -> anyhow::Result<()> {
+    let InitArgs {
+        dir,
+        trust_domain,
+        validity,
+        force,
+    } = args;
+    id::validate_trust_domain(&trust_domain)?;
+    let written = store::init_anchor(&Layout::new(&dir), &trust_domain, validity, force, now)?;
+    eprintln!(
+        "created the trust anchor for trust domain {trust_domain}, valid until {}:\n  {}\n  {} (private; keep it offline once every cluster has an issuer)\nnext: mc identity issue --dir {} --cluster-name NAME",
+        date(written.not_after),
+        written.cert.display(),
+        written.key.display(),
+        dir.display(),
+    );
+    Ok(())
+}
+
+fn issue(args: IssueArgs, now: OffsetDateTime) -> anyhow::Result<()> {
+    let IssueArgs {
+        dir,
+        cluster_name,
+        validity,
+        force,
+    } = args;
+    id::validate_cluster_name(&cluster_name)?;
+    let written = store::issue_issuer(&Layout::new(&dir), &cluster_name, validity, force, now)?;
+    if written.clamped {
+        eprintln!(
+            "note: the issuer's validity was shortened to the anchor's expiry ({})",
+            date(written.not_after)
+        );
+    }
+    eprintln!(
+        "created the issuer of cluster {cluster_name}, valid until {}:\n  {}\n  {} (private)\nnext: mc install --cluster-name {cluster_name} --identity-dir {} | kubectl apply -f -",
+        date(written.not_after),
+        written.cert.display(),
+        written.key.display(),
+        dir.display(),
+    );
+    Ok(())
+}
+
+fn inspect(args: InspectArgs, now: OffsetDateTime) -> anyhow::Result<()> {
+    let InspectArgs {
+        files,
+        anchor,
+        output,
+    } = args;
+    let mut infos: Vec<CertInfo> = Vec::new();
+    for file in &files {
+        infos.extend(inspect::inspect_file(file, anchor.as_deref(), now)?);
+    }
+    match output {
+        OutputFormat::Table => {
+            print!("{}", table(&infos));
+            Ok(())
+        }
+        other => print_structured(other, &infos).context("could not print the certificates"),
+    }
+}
+
+fn date(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[derive(tabled::Tabled)]
+struct Row {
+    #[tabled(rename = "FILE")]
+    file: String,
+    #[tabled(rename = "SUBJECT")]
+    subject: String,
+    #[tabled(rename = "SANS")]
+    sans: String,
+    #[tabled(rename = "SERIAL")]
+    serial: String,
+    #[tabled(rename = "NOT AFTER")]
+    not_after: String,
+    #[tabled(rename = "DAYS LEFT")]
+    days_left: String,
+    #[tabled(rename = "CA")]
+    ca: String,
+    #[tabled(rename = "KEY")]
+    key: String,
+    #[tabled(rename = "CHAIN")]
+    chain: String,
+}
+
+fn table(infos: &[CertInfo]) -> String {
+    let rows = infos.iter().map(|i| Row {
+        file: if i.index == 0 {
+            i.file.clone()
+        } else {
+            format!("{} #{}", i.file, i.index)
+        },
+        subject: i.subject.clone(),
+        sans: i.sans.join("\n"),
+        serial: i.serial.clone(),
+        not_after: i.not_after.clone(),
+        days_left: match i.validity.as_str() {
+            "valid" => i.days_left.to_string(),
+            other => format!("{} ({other})", i.days_left),
+        },
+        ca: match (i.ca, i.path_len) {
+            (true, Some(n)) => format!("yes (pathLen {n})"),
+            (true, None) => "yes".to_owned(),
+            (false, _) => "no".to_owned(),
+        },
+        key: i.key_type.clone(),
+        chain: match (&i.chain.anchor, &i.chain.detail) {
+            (Some(anchor), None) => format!("{} ({anchor})", i.chain.status),
+            (Some(anchor), Some(detail)) => format!("{} ({anchor}): {detail}", i.chain.status),
+            (None, Some(detail)) => format!("{}: {detail}", i.chain.status),
+            (None, None) => i.chain.status.clone(),
+        },
+    });
+    let mut table = tabled::Table::new(rows);
+    table.with(Style::blank());
+    format!("{table}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_accepts_years_days_and_hours_and_refuses_nonsense() {
+        assert_eq!(
+            parse_validity("1y").unwrap(),
+            Duration::from_secs(31_557_600)
+        );
+        assert_eq!(
+            parse_validity("90d").unwrap(),
+            Duration::from_secs(90 * 86400)
+        );
+        for bad in ["", "0s", "ten years", "-1y", "1000y"] {
+            assert!(parse_validity(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Install values: the defaults in `templates/values.yaml`, overridden by `--values FILE` and then
+//! `--set key=value`. The defaults file is the schema: a key it does not list is rejected, and
+//! an overriding value must have the default's type. A map written `{}` in the defaults is
+//! free-form (annotations, node selectors), and a list is replaced as a whole.
+
+use serde_json::{Map, Value};
+
+/// The defaults, embedded at build time.
+pub const DEFAULT_VALUES: &str = include_str!("../../templates/values.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValuesError {
+    #[error("the built-in templates/values.yaml is not valid YAML")]
+    Defaults(#[source] Box<serde_saphyr::Error>),
+    #[error("the values file {file} is not valid YAML")]
+    File {
+        file: String,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    #[error(
+        "unknown value {key:?} (from {origin}); known values are listed in docs/installation.md (see `mc install --help`)"
+    )]
+    UnknownKey { key: String, origin: String },
+    #[error("value {key:?} (from {origin}) must be {expected}, not {found}")]
+    WrongType {
+        key: String,
+        origin: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("--set {0:?} is not key=value; example: --set image.tag=0.2.0")]
+    SetSyntax(String),
+    #[error("the top level of {0} must be a map of values")]
+    NotAMap(String),
+}
+
+/// Parses `key=value` (value may be empty or contain `=`).
+pub fn parse_set(arg: &str) -> Result<(String, String), ValuesError> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.split('.').any(str::is_empty) => {
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err(ValuesError::SetSyntax(arg.to_owned())),
+    }
+}
+
+pub fn defaults() -> Result<Value, ValuesError> {
+    serde_saphyr::from_str(DEFAULT_VALUES).map_err(|e| ValuesError::Defaults(Box::new(e)))
+}
+
+/// Defaults, then each values file in order, then each `--set` in order.
+pub fn resolve(
+    files: &[(String, String)],
+    sets: &[(String, String)],
+) -> Result<Value, ValuesError> {
+    let schema = defaults()?;
+    let mut values = schema.clone();
+    for (file, text) in files {
+        let overlay: Value = serde_saphyr::from_str(text).map_err(|source| ValuesError::File {
+            file: file.clone(),
+            source: Box::new(source),
+        })?;
+        match overlay {
+            Value::Null => {}
+            Value::Object(_) => merge(&mut values, overlay, &schema, "", file)?,
+            _ => return Err(ValuesError::NotAMap(file.clone())),
+        }
+    }
+    for (key, raw) in sets {
+        set(&mut values, &schema, key, raw)?;
+    }
+    Ok(values)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn is_free_form(schema: &Value) -> bool {
+    matches!(schema, Value::Object(map) if map.is_empty())
+}
+
+/// Converts `value` to the schema's type where that is lossless and unsurprising (numbers and
+/// booleans where a string is expected, as YAML users write `cpu: 1`), else refuses.
+fn conform(schema: &Value, value: Value, key: &str, origin: &str) -> Result<Value, ValuesError> {
+    let wrong = |value: &Value, expected| ValuesError::WrongType {
+        key: key.to_owned(),
+        origin: origin.to_owned(),
+        expected,
+        found: type_name(value).to_owned(),
+    };
+    match (schema, value) {
+        (Value::String(_), Value::String(s)) => Ok(Value::String(s)),
+        (Value::String(_), Value::Number(n)) => Ok(Value::String(n.to_string())),
+        (Value::String(_), Value::Bool(b)) => Ok(Value::String(b.to_string())),
+        (Value::Number(d), Value::Number(n)) => {
+            if d.is_u64() && !n.is_u64() {
+                Err(wrong(&Value::Number(n), "a whole number of at least 0"))
+            } else {
+                Ok(Value::Number(n))
+            }
+        }
+        (Value::Bool(_), v @ Value::Bool(_)) => Ok(v),
+        (Value::Array(_), v @ Value::Array(_)) => Ok(v),
+        (s, v @ Value::Object(_)) if is_free_form(s) => {
+            // Free-form maps (labels, annotations, nodeSelector) hold strings only.
+            if let Value::Object(map) = &v {
+                for (k, item) in map {
+                    if !item.is_string() {
+                        return Err(ValuesError::WrongType {
+                            key: join(key, k),
+                            origin: origin.to_owned(),
+                            expected: "a string",
+                            found: type_name(item).to_owned(),
+                        });
+                    }
+                }
+            }
+            Ok(v)
+        }
+        (schema, value) => Err(wrong(&value, type_name(schema))),
+    }
+}
+
+fn merge(
+    target: &mut Value,
+    overlay: Value,
+    schema: &Value,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ValuesError> {
+    let (Value::Object(target_map), Value::Object(overlay_map), Value::Object(schema_map)) =
+        (&mut *target, overlay, schema)
+    else {
+        return Ok(());
+    };
+    for (key, value) in overlay_map {
+        let path = join(prefix, &key);
+        let Some(schema_value) = schema_map.get(&key) else {
+            return Err(ValuesError::UnknownKey {
+                key: path,
+                origin: origin.to_owned(),
+            });
+        };
+        match (schema_value, value) {
+            (Value::Object(s), Value::Object(o)) if !s.is_empty() => {
+                let slot = target_map
+                    .entry(key)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                merge(slot, Value::Object(o), schema_value, &path, origin)?;
+            }
+            // `key: null` in a values file means "keep the default".
+            (_, Value::Null) => {}
+            (_, value) => {
+                let value = conform(schema_value, value, &path, origin)?;
+                target_map.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set(values: &mut Value, schema: &Value, key: &str, raw: &str) -> Result<(), ValuesError> {
+    let origin = format!("--set {key}={raw}");
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut schema_node = schema;
+    let mut node = values;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let path = parts[..=i].join(".");
+        if is_free_form(schema_node) {
+            // Inside a free-form map the rest of the key is one map key (`podAnnotations.a.b/c`).
+            let rest = parts[i..].join(".");
+            if let Value::Object(map) = node {
+                map.insert(rest, Value::String(raw.to_owned()));
+            }
+            return Ok(());
+        }
+        let Some(child_schema) = schema_node.get(part) else {
+            return Err(ValuesError::UnknownKey { key: path, origin });
+        };
+        let Value::Object(map) = node else {
+            return Err(ValuesError::UnknownKey { key: path, origin });
+        };
+        if last {
+            let value = match child_schema {
+                Value::String(_) => Value::String(raw.to_owned()),
+                Value::Bool(_) => raw
+                    .parse::<bool>()
+                    .map(Value::Bool)
+                    .map_err(|_| wrong_set(&path, &origin, "true or false", raw))?,
+                Value::Number(n) if n.is_u64() => raw
+                    .parse::<u64>()
+                    .map(|v| Value::Number(v.into()))
+                    .map_err(|_| wrong_set(&path, &origin, "a whole number of at least 0", raw))?,
+                Value::Number(_) => raw
+                    .parse::<i64>()
+                    .map(|v| Value::Number(v.into()))
+                    .map_err(|_| wrong_set(&path, &origin, "a whole number", raw))?,
+                other => {
+                    return Err(ValuesError::WrongType {
+                        key: path,
+                        origin,
+                        expected: if other.is_array() {
+                            "a list (set it in a --values file)"
+                        } else {
+                            "a map (set its keys one by one, or use a --values file)"
+                        },
+                        found: "a single value".to_owned(),
+                    });
+                }
+            };
+            map.insert((*part).to_owned(), value);
+            return Ok(());
+        }
+        schema_node = child_schema;
+        node = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    Ok(())
+}
+
+fn wrong_set(key: &str, origin: &str, expected: &'static str, raw: &str) -> ValuesError {
+    ValuesError::WrongType {
+        key: key.to_owned(),
+        origin: origin.to_owned(),
+        expected,
+        found: format!("{raw:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(pairs: &[&str]) -> Vec<(String, String)> {
+        pairs.iter().map(|p| parse_set(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn defaults_parse_and_set_overrides_with_the_defaults_type() {
+        let v = resolve(&[], &sets(&["image.tag=1.0", "gateway.replicas=3"])).unwrap();
+        assert_eq!(v["image"]["tag"], Value::String("1.0".into()));
+        assert_eq!(v["gateway"]["replicas"], Value::from(3u64));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_origin() {
+        let err = resolve(&[], &sets(&["image.tagg=1"])).unwrap_err();
+        assert!(err.to_string().contains("image.tagg"), "{err}");
+        assert!(err.to_string().contains("--set"), "{err}");
+        let file = ("v.yaml".to_owned(), "gateway:\n  replica: 2\n".to_owned());
+        let err = resolve(&[file], &[]).unwrap_err();
+        assert!(err.to_string().contains("gateway.replica"), "{err}");
+        assert!(err.to_string().contains("v.yaml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        assert!(resolve(&[], &sets(&["gateway.replicas=two"])).is_err());
+        assert!(resolve(&[], &sets(&["gateway.replicas=-1"])).is_err());
+        assert!(resolve(&[], &sets(&["image=x"])).is_err());
+        let file = (
+            "v.yaml".to_owned(),
+            "gateway:\n  replicas: [1]\n".to_owned(),
+        );
+        assert!(resolve(&[file], &[]).is_err());
+    }
+
+    #[test]
+    fn free_form_maps_take_any_string_key() {
+        let v = resolve(
+            &[],
+            &sets(&["gateway.service.annotations.example.com/lb=internal"]),
+        )
+        .unwrap();
+        assert_eq!(
+            v["gateway"]["service"]["annotations"]["example.com/lb"],
+            Value::String("internal".into())
+        );
+        let file = (
+            "v.yaml".to_owned(),
+            "podLabels:\n  team: net\nimage:\n  tag: 2\n".to_owned(),
+        );
+        let v = resolve(&[file], &[]).unwrap();
+        assert_eq!(v["podLabels"]["team"], Value::String("net".into()));
+        assert_eq!(v["image"]["tag"], Value::String("2".into()));
+    }
+
+    #[test]
+    fn set_syntax_errors_are_caught() {
+        for bad in ["novalue", "=x", "a..b=1", ".a=1"] {
+            assert!(parse_set(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_set("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+    }
+}

@@ -1,0 +1,554 @@
+//! `mc install` / `mc uninstall` through the built binary: golden file, determinism, typed parse of
+//! every document, least-privilege RBAC, and a clear refusal for every bad input.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use mc::identity::{CertKeyPem, pki};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::{assert_one_line_error, run};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/identity")
+}
+
+fn golden_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden/install.yaml")
+}
+
+fn install_fixture(extra: &[&str]) -> std::process::Output {
+    let dir = fixture_dir();
+    let mut args = vec![
+        "install",
+        "--cluster-name",
+        "west",
+        "--identity-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn rendered() -> String {
+    let out = install_fixture(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+#[test]
+fn install_output_matches_the_golden_file() {
+    let yaml = rendered();
+    let golden = golden_path();
+    if std::env::var_os("MC_BLESS").is_some() {
+        std::fs::write(&golden, &yaml).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&golden)
+        .expect("golden file missing; run `MC_BLESS=1 cargo test install_output_matches` once");
+    pretty_assertions::assert_eq!(
+        expected,
+        yaml,
+        "install output changed; if intended, regenerate with MC_BLESS=1"
+    );
+}
+
+#[test]
+fn two_renders_are_byte_identical() {
+    assert_eq!(rendered(), rendered());
+}
+
+/// Deserializes into the typed struct and serializes back: equal only if every field of the
+/// document is known to k8s-openapi (typos and misplaced fields would be dropped and differ).
+fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if &back == doc {
+        Ok(())
+    } else {
+        Err(format!(
+            "fields lost in typed round trip:\n{}\nvs\n{}",
+            serde_json::to_string_pretty(doc).unwrap(),
+            serde_json::to_string_pretty(&back).unwrap()
+        ))
+    }
+}
+
+fn typed_check(doc: &Value) -> Result<(), String> {
+    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    match (api_version, kind) {
+        ("v1", "Namespace") => round_trip::<Namespace>(doc),
+        ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
+        ("v1", "ConfigMap") => round_trip::<ConfigMap>(doc),
+        ("v1", "Secret") => round_trip::<Secret>(doc),
+        ("v1", "Service") => round_trip::<Service>(doc),
+        ("apps/v1", "Deployment") => round_trip::<Deployment>(doc),
+        ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            round_trip::<ClusterRoleBinding>(doc)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<Role>(doc),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(doc),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            // The CRD schema's numbers come back as floats; parsing is the check here.
+            serde_json::from_value::<CustomResourceDefinition>(doc.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown kind {other:?}")),
+    }
+}
+
+#[test]
+fn every_document_parses_into_its_typed_struct() {
+    let docs = documents(&rendered());
+    let mut kinds: Vec<String> = Vec::new();
+    for doc in &docs {
+        if let Err(err) = typed_check(doc) {
+            panic!("{} {}: {err}", doc["kind"], doc["metadata"]["name"]);
+        }
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/part-of"], "mc", "{}", doc["kind"]);
+        assert_eq!(labels["mc.dev/cluster"], "west", "{}", doc["kind"]);
+        kinds.push(format!(
+            "{}/{}",
+            doc["kind"].as_str().unwrap(),
+            doc["metadata"]["name"].as_str().unwrap()
+        ));
+    }
+    for expected in [
+        "Namespace/mc-system",
+        "CustomResourceDefinition/links.mc.dev",
+        "ConfigMap/mc-config",
+        "Secret/mc-issuer",
+        "ServiceAccount/mc-gateway",
+        "ServiceAccount/mc-mirror",
+        "ClusterRole/mc-remote-access",
+        "Deployment/mc-gateway",
+        "Deployment/mc-mirror",
+        "Service/mc-gateway",
+        "PodDisruptionBudget/mc-gateway",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} missing from {kinds:?}"
+        );
+    }
+    // The checker itself refuses kinds it does not know.
+    assert!(typed_check(&serde_json::json!({"apiVersion": "v1", "kind": "Pod"})).is_err());
+}
+
+fn find<T: DeserializeOwned>(docs: &[Value], kind: &str, name: &str) -> T {
+    let doc = docs
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} not rendered"));
+    serde_json::from_value(doc.clone()).unwrap()
+}
+
+/// (apiGroup, resource, resourceName or "*", verb) grants of a set of rules.
+fn grants(rules: &[PolicyRule]) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for rule in rules {
+        assert!(rule.non_resource_urls.is_none(), "{rule:?}");
+        let names = rule
+            .resource_names
+            .clone()
+            .unwrap_or_else(|| vec!["*".into()]);
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for name in &names {
+                    for verb in &rule.verbs {
+                        out.push((group.clone(), resource.clone(), name.clone(), verb.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn remote_access_grants_only_reads_of_services_endpointslices_namespaces_and_two_named_objects() {
+    let docs = documents(&rendered());
+    let cluster_role: ClusterRole = find(&docs, "ClusterRole", "mc-remote-access");
+    let cluster_wide = grants(cluster_role.rules.as_deref().unwrap_or_default());
+    assert!(cluster_role.aggregation_rule.is_none());
+    for (group, resource, name, verb) in &cluster_wide {
+        let allowed_resource = matches!(
+            (group.as_str(), resource.as_str()),
+            ("", "services") | ("", "namespaces") | ("discovery.k8s.io", "endpointslices")
+        );
+        assert!(allowed_resource, "ClusterRole grants {group}/{resource}");
+        assert!(
+            ["get", "list", "watch"].contains(&verb.as_str()),
+            "verb {verb}"
+        );
+        assert_eq!(name, "*");
+    }
+    for resource in ["services", "namespaces", "endpointslices"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                cluster_wide.iter().any(|g| g.1 == resource && g.3 == verb),
+                "{verb} {resource} missing"
+            );
+        }
+    }
+
+    // The named objects live in a Role of the same name, so they cannot leak to other namespaces.
+    let role: Role = find(&docs, "Role", "mc-remote-access");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("mc-system"));
+    let mut named = grants(role.rules.as_deref().unwrap_or_default());
+    named.sort();
+    assert_eq!(
+        named,
+        vec![
+            (
+                "".into(),
+                "configmaps".into(),
+                "mc-config".into(),
+                "get".into()
+            ),
+            (
+                "".into(),
+                "services".into(),
+                "mc-gateway".into(),
+                "get".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn deployments_are_locked_down_and_probed() {
+    let docs = documents(&rendered());
+    for (name, arg, port) in [
+        ("mc-gateway", "gateway", 4191),
+        ("mc-mirror", "mirror", 9990),
+    ] {
+        let deploy: Deployment = find(&docs, "Deployment", name);
+        let pod = deploy.spec.unwrap().template;
+        let annotations = pod.metadata.unwrap().annotations.unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], port.to_string());
+        let spec = pod.spec.unwrap();
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(65532));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = &spec.containers[0];
+        let args = c.args.clone().unwrap();
+        assert_eq!(args[0], arg);
+        assert!(
+            args.windows(2).any(|w| w == ["--log-format", "json"]),
+            "{args:?}"
+        );
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/mc-dev/mc:0.1.0"));
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.unwrap().drop.unwrap(),
+            vec!["ALL".to_owned()]
+        );
+        let resources = c.resources.clone().unwrap();
+        assert!(resources.requests.is_some() && resources.limits.is_some());
+        let live = c.liveness_probe.clone().unwrap().http_get.unwrap();
+        let ready = c.readiness_probe.clone().unwrap().http_get.unwrap();
+        assert_eq!(live.path.as_deref(), Some("/live"));
+        assert_eq!(ready.path.as_deref(), Some("/ready"));
+    }
+    let svc: Service = find(&docs, "Service", "mc-gateway");
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<(String, i32)> = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![("mc-gateway".into(), 4143), ("mc-probe".into(), 4191)]
+    );
+    let config: ConfigMap = find(&docs, "ConfigMap", "mc-config");
+    let data = config.data.unwrap();
+    assert_eq!(data["clusterName"], "west");
+    assert_eq!(data["trustDomain"], "cluster.local");
+    assert!(data["ca-bundle.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
+    let secret: Secret = find(&docs, "Secret", "mc-issuer");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let secret_data = secret.data.unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(secret_data.contains_key(key), "{key}");
+    }
+    assert_eq!(secret_data["ca.crt"].0, data["ca-bundle.crt"].as_bytes());
+}
+
+#[test]
+fn values_and_set_override_defaults_and_unknown_keys_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let values = tmp.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "gateway:\n  replicas: 4\n  service:\n    type: NodePort\n",
+    )
+    .unwrap();
+    let out = install_fixture(&[
+        "--values",
+        values.to_str().unwrap(),
+        "--set",
+        "image.tag=9.9.9",
+        "--namespace",
+        "mc-west",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let deploy: Deployment = find(&docs, "Deployment", "mc-gateway");
+    assert_eq!(deploy.metadata.namespace.as_deref(), Some("mc-west"));
+    assert_eq!(deploy.spec.as_ref().unwrap().replicas, Some(4));
+    let image = deploy.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("ghcr.io/mc-dev/mc:9.9.9"));
+    let svc: Service = find(&docs, "Service", "mc-gateway");
+    assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("NodePort"));
+
+    assert_one_line_error(
+        &install_fixture(&["--set", "gateway.replica=3"]),
+        "gateway.replica",
+    );
+    std::fs::write(&values, "imagee:\n  tag: x\n").unwrap();
+    assert_one_line_error(
+        &install_fixture(&["--values", values.to_str().unwrap()]),
+        "values.yaml",
+    );
+}
+
+#[test]
+fn uninstall_works_without_an_identity_and_deletes_the_crd_last() {
+    let out = run(&["uninstall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refs = documents(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(refs.last().unwrap()["kind"], "CustomResourceDefinition");
+    let installed = documents(&rendered());
+    assert_eq!(refs.len(), installed.len());
+    for doc in &installed {
+        assert!(
+            refs.iter().any(|r| r["kind"] == doc["kind"]
+                && r["metadata"]["name"] == doc["metadata"]["name"]
+                && r["metadata"]["namespace"] == doc["metadata"]["namespace"]),
+            "{} {} not deleted",
+            doc["kind"],
+            doc["metadata"]["name"]
+        );
+    }
+}
+
+// ---- bad inputs: each exits 1 with one line naming the file ----
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn write_dir(dir: &Path, anchor: &CertKeyPem, issuer: &CertKeyPem, cluster: &str) {
+    std::fs::create_dir_all(dir.join(cluster)).unwrap();
+    std::fs::write(dir.join("anchor.crt"), &anchor.cert_pem).unwrap();
+    std::fs::write(dir.join(cluster).join("issuer.crt"), &issuer.cert_pem).unwrap();
+    std::fs::write(dir.join(cluster).join("issuer.key"), &issuer.key_pem).unwrap();
+}
+
+fn anchor(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertKeyPem {
+    pki::new_anchor("cluster.local", not_before, not_after).unwrap()
+}
+
+fn issuer(
+    anchor: &CertKeyPem,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertKeyPem {
+    let signer = pki::load_issuer(&anchor.cert_pem, &anchor.key_pem).unwrap();
+    pki::new_issuer(&signer, "west", "cluster.local", not_before, not_after).unwrap()
+}
+
+fn install_from(dir: &Path) -> std::process::Output {
+    run(&[
+        "install",
+        "--cluster-name",
+        "west",
+        "--identity-dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn issuer_from_another_anchor_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = anchor(now(), now() + Duration::days(10));
+    let other = anchor(now(), now() + Duration::days(10));
+    let i = issuer(&other, now(), now() + Duration::days(5));
+    write_dir(tmp.path(), &a, &i, "west");
+    let out = install_from(tmp.path());
+    assert_one_line_error(&out, "west/issuer.crt");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not chain"));
+}
+
+#[test]
+fn expired_and_not_yet_valid_issuers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = anchor(now() - Duration::days(30), now() + Duration::days(30));
+    let expired = issuer(&a, now() - Duration::days(20), now() - Duration::days(1));
+    write_dir(tmp.path(), &a, &expired, "west");
+    let out = install_from(tmp.path());
+    assert_one_line_error(&out, "west/issuer.crt");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
+
+    let future = issuer(&a, now() + Duration::days(2), now() + Duration::days(20));
+    write_dir(tmp.path(), &a, &future, "west");
+    let out = install_from(tmp.path());
+    assert_one_line_error(&out, "west/issuer.crt");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid before"));
+}
+
+#[test]
+fn expired_anchor_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = anchor(now() - Duration::days(30), now() - Duration::days(1));
+    let i = issuer(&a, now() - Duration::days(20), now() - Duration::days(2));
+    write_dir(tmp.path(), &a, &i, "west");
+    assert_one_line_error(&install_from(tmp.path()), "anchor.crt");
+}
+
+#[test]
+fn key_that_does_not_match_the_issuer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = anchor(now(), now() + Duration::days(10));
+    let i = issuer(&a, now(), now() + Duration::days(5));
+    let other = issuer(&a, now(), now() + Duration::days(5));
+    let mixed = CertKeyPem {
+        cert_pem: i.cert_pem.clone(),
+        key_pem: other.key_pem.clone(),
+    };
+    write_dir(tmp.path(), &a, &mixed, "west");
+    let out = install_from(tmp.path());
+    assert_one_line_error(&out, "west/issuer.key");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong"));
+}
+
+#[test]
+fn garbage_pem_empty_files_and_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = anchor(now(), now() + Duration::days(10));
+    let i = issuer(&a, now(), now() + Duration::days(5));
+    let cases: [(&str, &[u8]); 4] = [
+        ("anchor.crt", b"garbage"),
+        ("west/issuer.crt", b""),
+        (
+            "west/issuer.key",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ),
+        ("west/issuer.key", b"\xff\xfe\x00"),
+    ];
+    for (file, contents) in cases {
+        write_dir(tmp.path(), &a, &i, "west");
+        std::fs::write(tmp.path().join(file), contents).unwrap();
+        assert_one_line_error(&install_from(tmp.path()), file);
+    }
+    write_dir(tmp.path(), &a, &i, "west");
+    std::fs::remove_file(tmp.path().join("west/issuer.crt")).unwrap();
+    std::fs::create_dir(tmp.path().join("west/issuer.crt")).unwrap();
+    assert_one_line_error(&install_from(tmp.path()), "is a directory");
+}
+
+#[test]
+fn missing_cluster_name_identity_dir_or_issuer_files_are_refused_with_a_hint() {
+    let dir = fixture_dir();
+    let d = dir.to_str().unwrap();
+    assert_one_line_error(&run(&["install", "--identity-dir", d]), "--cluster-name");
+    assert_one_line_error(
+        &run(&["install", "--cluster-name", "west"]),
+        "--identity-dir",
+    );
+    assert_one_line_error(
+        &run(&["install", "--cluster-name", "Bad_Name", "--identity-dir", d]),
+        "Bad_Name",
+    );
+    let out = run(&["install", "--cluster-name", "east", "--identity-dir", d]);
+    assert_one_line_error(&out, "east/issuer.crt");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mc identity issue"));
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let out = run(&[
+        "install",
+        "--cluster-name",
+        "west",
+        "--identity-dir",
+        missing.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, "nope");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mc identity"));
+}
+
+#[test]
+fn install_and_uninstall_help_have_examples() {
+    for sub in ["install", "uninstall"] {
+        let out = run(&[sub, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{sub}"
+        );
+    }
+}
+
+#[test]
+fn log_format_json_is_accepted_after_any_subcommand() {
+    // The rendered Deployments pass `--log-format json` after their subcommand.
+    let out = run(&["uninstall", "--log-format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn gateway_identity_in_mc_config_follows_the_install_namespace() {
+    let out = install_fixture(&["--namespace", "mc-west"]);
+    assert!(out.status.success());
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let config: ConfigMap = find(&docs, "ConfigMap", "mc-config");
+    assert_eq!(
+        config.data.unwrap()["gatewayIdentity"],
+        "mc-gateway.mc-west.west.cluster.local"
+    );
+}

@@ -8,15 +8,30 @@ use serde_json::{Map, Value};
 /// The defaults, embedded at build time.
 pub const DEFAULT_VALUES: &str = include_str!("../../templates/values.yaml");
 
+/// A YAML parse error shown on one line (serde-saphyr's Display adds a multi-line source snippet,
+/// which breaks the one-line error contract of the CLI).
+#[derive(Debug)]
+pub struct YamlError(Box<serde_saphyr::Error>);
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.without_snippet().to_string();
+        let text = text.trim().trim_start_matches("error: ");
+        f.write_str(&text.lines().collect::<Vec<_>>().join(" "))
+    }
+}
+
+impl std::error::Error for YamlError {}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesError {
     #[error("the built-in templates/values.yaml is not valid YAML")]
-    Defaults(#[source] Box<serde_saphyr::Error>),
+    Defaults(#[source] YamlError),
     #[error("the values file {file} is not valid YAML")]
     File {
         file: String,
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: YamlError,
     },
     #[error(
         "unknown value {key:?} (from {origin}); known values are listed in docs/installation.md (see `mc install --help`)"
@@ -46,7 +61,8 @@ pub fn parse_set(arg: &str) -> Result<(String, String), ValuesError> {
 }
 
 pub fn defaults() -> Result<Value, ValuesError> {
-    serde_saphyr::from_str(DEFAULT_VALUES).map_err(|e| ValuesError::Defaults(Box::new(e)))
+    serde_saphyr::from_str(DEFAULT_VALUES)
+        .map_err(|e| ValuesError::Defaults(YamlError(Box::new(e))))
 }
 
 /// Defaults, then each values file in order, then each `--set` in order.
@@ -59,7 +75,7 @@ pub fn resolve(
     for (file, text) in files {
         let overlay: Value = serde_saphyr::from_str(text).map_err(|source| ValuesError::File {
             file: file.clone(),
-            source: Box::new(source),
+            source: YamlError(Box::new(source)),
         })?;
         match overlay {
             Value::Null => {}
@@ -302,6 +318,15 @@ mod tests {
         let v = resolve(&[file], &[]).unwrap();
         assert_eq!(v["podLabels"]["team"], Value::String("net".into()));
         assert_eq!(v["image"]["tag"], Value::String("2".into()));
+    }
+
+    #[test]
+    fn yaml_errors_in_values_files_are_one_line() {
+        let file = ("v.yaml".to_owned(), "a: [\n".to_owned());
+        let err = resolve(&[file], &[]).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("v.yaml"), "{text}");
     }
 
     #[test]

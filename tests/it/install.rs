@@ -552,3 +552,143 @@ fn gateway_identity_in_mc_config_follows_the_install_namespace() {
         "mc-gateway.mc-west.west.cluster.local"
     );
 }
+
+// ---- real kubectl against `mc sim` ----
+
+/// A `mc sim serve` child process, killed on drop.
+struct Sim {
+    child: std::process::Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mc sim serve`, or `None` when this build has no `sim` subcommand (the simulator lives
+/// on another branch until merged; clap then exits with a usage error).
+fn start_sim() -> Option<Sim> {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let child = crate::identity::mc()
+        .args(["sim", "serve", "--name", "west", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sim = Sim {
+        child,
+        kubeconfig,
+        _dir: dir,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = sim.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(2), "mc sim serve exited: {status}");
+            return None;
+        }
+        if std::fs::metadata(&sim.kubeconfig).is_ok_and(|m| m.len() > 0) {
+            return Some(sim);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mc sim serve wrote no kubeconfig in 30s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn kubectl_available() -> bool {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("MC_REQUIRE_KUBECTL").is_none(),
+        "kubectl is required (MC_REQUIRE_KUBECTL is set)"
+    );
+    found
+}
+
+#[test]
+fn install_applies_and_uninstall_deletes_with_real_kubectl_against_mc_sim() {
+    if !kubectl_available() {
+        eprintln!("skipped: kubectl not installed");
+        return;
+    }
+    let Some(sim) = start_sim() else {
+        eprintln!("skipped: this build has no `mc sim`");
+        return;
+    };
+    let yaml = rendered();
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "kubectl failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let applied = ok(&kubectl(
+        &sim.kubeconfig,
+        &["apply", "-f", "-"],
+        yaml.as_bytes(),
+    ));
+    assert!(applied.contains("customresourcedefinition.apiextensions.k8s.io/links.mc.dev"));
+    assert!(applied.contains("deployment.apps/mc-gateway"));
+    // Applying the same manifests again must succeed (level-triggered installs, upgrades).
+    ok(&kubectl(
+        &sim.kubeconfig,
+        &["apply", "-f", "-"],
+        yaml.as_bytes(),
+    ));
+    ok(&kubectl(
+        &sim.kubeconfig,
+        &["get", "links.mc.dev", "-n", "mc-system"],
+        b"",
+    ));
+    let config = ok(&kubectl(
+        &sim.kubeconfig,
+        &[
+            "get",
+            "configmap",
+            "mc-config",
+            "-n",
+            "mc-system",
+            "-o",
+            "jsonpath={.data.clusterName}",
+        ],
+        b"",
+    ));
+    assert_eq!(config, "west");
+
+    let uninstall = run(&["uninstall"]);
+    assert!(uninstall.status.success());
+    let deleted = ok(&kubectl(
+        &sim.kubeconfig,
+        &["delete", "--ignore-not-found", "-f", "-"],
+        &uninstall.stdout,
+    ));
+    assert!(deleted.contains("links.mc.dev"), "{deleted}");
+}

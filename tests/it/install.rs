@@ -683,6 +683,8 @@ fn install_applies_and_uninstall_deletes_with_real_kubectl_against_mc_sim() {
     ));
     assert_eq!(config, "west");
 
+    check_remote_access_with_the_sims_rbac(&sim.kubeconfig);
+
     let uninstall = run(&["uninstall"]);
     assert!(uninstall.status.success());
     let deleted = ok(&kubectl(
@@ -691,4 +693,113 @@ fn install_applies_and_uninstall_deletes_with_real_kubectl_against_mc_sim() {
         &uninstall.stdout,
     ));
     assert!(deleted.contains("links.mc.dev"), "{deleted}");
+}
+
+/// Binds mc-remote-access the way `mc link` does (ClusterRoleBinding to the ClusterRole,
+/// RoleBinding to the Role) and asks the simulator's RBAC authorizer, as that ServiceAccount,
+/// for what docs/installation.md promises, and for some of what it must not get.
+fn check_remote_access_with_the_sims_rbac(kubeconfig: &Path) {
+    let bindings = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: mc-remote-access-east, namespace: mc-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: mc-remote-access-east}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: mc-remote-access}
+subjects: [{kind: ServiceAccount, name: mc-remote-access-east, namespace: mc-system}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: mc-remote-access-east, namespace: mc-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: mc-remote-access}
+subjects: [{kind: ServiceAccount, name: mc-remote-access-east, namespace: mc-system}]
+"#;
+    let stdout = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    stdout(kubectl(
+        kubeconfig,
+        &["apply", "-f", "-"],
+        bindings.as_bytes(),
+    ));
+    let token = stdout(kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "mc-system",
+            "create",
+            "token",
+            "mc-remote-access-east",
+        ],
+        b"",
+    ));
+    let view = |path: &str| {
+        stdout(kubectl(
+            kubeconfig,
+            &[
+                "config",
+                "view",
+                "--raw",
+                "--minify",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+            b"",
+        ))
+    };
+    let server = view("{.clusters[0].cluster.server}");
+    let ca = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        view("{.clusters[0].cluster.certificate-authority-data}").trim(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, ca).unwrap();
+    let as_remote = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig=/dev/null")
+            .arg(format!("--server={server}"))
+            .arg(format!("--certificate-authority={}", ca_file.display()))
+            .arg(format!("--token={}", token.trim()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for allowed in [
+        &["get", "services", "-A"][..],
+        &["get", "endpointslices", "-A"],
+        &["get", "namespaces"],
+        &["-n", "mc-system", "get", "configmap", "mc-config"],
+        &["-n", "mc-system", "get", "service", "mc-gateway"],
+    ] {
+        let out = as_remote(allowed);
+        assert!(
+            out.status.success(),
+            "{allowed:?} should be allowed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for denied in [
+        &["-n", "mc-system", "get", "secret", "mc-issuer"][..],
+        &["-n", "mc-system", "get", "secrets"],
+        &["-n", "mc-system", "get", "configmap", "kube-root-ca.crt"],
+        &["-n", "default", "get", "configmaps"],
+        &["-n", "mc-system", "get", "links.mc.dev"],
+        &["-n", "default", "get", "deployments"],
+    ] {
+        let out = as_remote(denied);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("Forbidden"),
+            "{denied:?} should be forbidden: {stderr}"
+        );
+    }
 }

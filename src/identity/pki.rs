@@ -20,7 +20,7 @@ use super::names::{
 
 /// Certificates are back-dated this much so that a peer whose clock runs a little behind still
 /// accepts a certificate minted a moment ago.
-const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 const ORGANIZATION: &str = "mc";
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,16 @@ pub enum PkiError {
     Issuer(#[source] rcgen::Error),
     #[error("the validity period ends before it starts")]
     EmptyValidity,
+    #[error("the validity period reaches past the dates a certificate can hold")]
+    ValidityOverflow,
+}
+
+/// `start + duration`, refusing (instead of panicking on) dates `time` cannot represent.
+pub fn checked_end(start: OffsetDateTime, duration: Duration) -> Result<OffsetDateTime, PkiError> {
+    time::Duration::try_from(duration)
+        .ok()
+        .and_then(|d| start.checked_add(d))
+        .ok_or(PkiError::ValidityOverflow)
 }
 
 /// A certificate and its private key, PEM-encoded. `Debug` never shows the key.
@@ -104,7 +114,9 @@ fn base_params(
     dn.push(DnType::OrganizationName, ORGANIZATION);
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    params.not_before = not_before - CLOCK_SKEW;
+    params.not_before = not_before
+        .checked_sub(CLOCK_SKEW)
+        .ok_or(PkiError::ValidityOverflow)?;
     params.not_after = not_after;
     params.serial_number = Some(random_serial());
     Ok(params)
@@ -200,7 +212,7 @@ pub fn issue_gateway_leaf(
     validate_gateway_names(namespace, cluster, trust_domain)?;
     let key = generate_key()?;
     let dns = gateway_dns_name_in(namespace, cluster, trust_domain);
-    let mut params = base_params(WHAT, dns.clone(), now, now + lifetime)?;
+    let mut params = base_params(WHAT, dns.clone(), now, checked_end(now, lifetime)?)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
@@ -422,6 +434,15 @@ pub(crate) mod tests {
 
     const GATEWAY_LIFETIME: Duration = crate::identity::GATEWAY_LEAF_LIFETIME;
     const NS: &str = crate::identity::IDENTITY_NAMESPACE;
+
+    #[test]
+    fn absurd_validity_is_an_error_not_a_panic() {
+        let (_, issuer) = anchor_and_issuer("west");
+        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
+        let err = issue_gateway_leaf(&signer, NS, "west", "cluster.local", now(), Duration::MAX)
+            .unwrap_err();
+        assert!(matches!(err, PkiError::ValidityOverflow), "{err:?}");
+    }
 
     #[test]
     fn debug_output_never_shows_the_private_key() {

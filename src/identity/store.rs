@@ -502,7 +502,10 @@ pub fn issue_issuer(
     let (cert, key) = (layout.issuer_cert(cluster), layout.issuer_key(cluster));
     refuse_existing(&[cert.clone(), key.clone()], force)?;
     let anchor = load_anchor_signer(layout, now)?;
-    let requested = now + validity;
+    let requested = pki::checked_end(now, validity).map_err(|source| StoreError::Create {
+        what: "issuer",
+        source,
+    })?;
     let not_after = requested.min(anchor.not_after);
     if not_after <= now {
         return Err(StoreError::AnchorTooShort {

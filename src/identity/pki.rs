@@ -416,6 +416,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn random_bytes_and_random_der_in_pem_never_panic() {
+        use base64::Engine;
+        let (anchor, _) = anchor_and_issuer("west");
+        let real = parse_cert_pems(anchor.cert_pem.as_bytes())
+            .unwrap()
+            .remove(0);
+        for i in 0..300usize {
+            let len = i % 97;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rand::random()).collect();
+            let _ = parse_cert_pems(&bytes);
+            let _ = parse_key_pem(&bytes);
+            // Corrupt one byte of a real certificate and wrap it as PEM again.
+            let mut der = real.to_vec();
+            let at = i % der.len();
+            der[at] = der[at].wrapping_add(1 + (i as u8 % 200));
+            bytes = format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                base64::engine::general_purpose::STANDARD.encode(&der)
+            )
+            .into_bytes();
+            if let Ok(certs) = parse_cert_pems(&bytes) {
+                let _ = trust_domain_of(&certs[0]);
+                let _ = cluster_of_issuer(&certs[0]);
+                let _ = load_issuer(&String::from_utf8_lossy(&bytes), &anchor.key_pem);
+            }
+        }
+    }
+
+    #[test]
     fn a_leaf_certificate_is_not_accepted_as_an_issuer() {
         let (_, issuer) = anchor_and_issuer("west");
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();

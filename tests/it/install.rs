@@ -384,7 +384,11 @@ fn write_dir(dir: &Path, anchor: &CertKeyPem, issuer: &CertKeyPem, cluster: &str
     std::fs::create_dir_all(dir.join(cluster)).unwrap();
     std::fs::write(dir.join("anchor.crt"), &anchor.cert_pem).unwrap();
     std::fs::write(dir.join(cluster).join("issuer.crt"), &issuer.cert_pem).unwrap();
-    std::fs::write(dir.join(cluster).join("issuer.key"), &issuer.key_pem).unwrap();
+    let key = dir.join(cluster).join("issuer.key");
+    std::fs::write(&key, &issuer.key_pem).unwrap();
+    // As `mc identity issue` leaves it (a 0644 key adds a warning line to stderr).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn anchor(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertKeyPem {

@@ -48,6 +48,62 @@ pub enum ValuesError {
     SetSyntax(String),
     #[error("the top level of {0} must be a map of values")]
     NotAMap(String),
+    #[error("value {key:?} is {found:?}; it must be one of {allowed}")]
+    NotOneOf {
+        key: &'static str,
+        found: String,
+        allowed: String,
+    },
+    #[error(
+        "value \"gateway.outboundPortRange\" is {0:?}; it must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, clear of ports 4143, 4191 and 9990"
+    )]
+    PortRange(String),
+}
+
+/// Values whose every legal spelling is known: refused here with the list, not by the API server.
+const ENUMS: &[(&str, &[&str])] = &[
+    ("image.pullPolicy", &["Always", "IfNotPresent", "Never"]),
+    (
+        "gateway.service.type",
+        &["LoadBalancer", "NodePort", "ClusterIP"],
+    ),
+];
+
+fn check(values: &Value) -> Result<(), ValuesError> {
+    for (key, allowed) in ENUMS {
+        let found = key
+            .split('.')
+            .fold(values, |v, k| &v[k])
+            .as_str()
+            .unwrap_or_default();
+        if !allowed.contains(&found) {
+            return Err(ValuesError::NotOneOf {
+                key,
+                found: found.to_owned(),
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    let range = values["gateway"]["outboundPortRange"]
+        .as_str()
+        .unwrap_or_default();
+    if parse_port_range(range).is_none() {
+        return Err(ValuesError::PortRange(range.to_owned()));
+    }
+    Ok(())
+}
+
+/// `first-last` outbound pool, clear of mc's own listening ports.
+pub fn parse_port_range(range: &str) -> Option<(u16, u16)> {
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u16, u16) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    let own = [
+        crate::k8s::GATEWAY_PORT,
+        crate::k8s::GATEWAY_PROBE_PORT,
+        crate::k8s::MIRROR_ADMIN_PORT,
+    ];
+    (1024 <= first && first <= last && !own.iter().any(|p| (first..=last).contains(p)))
+        .then_some((first, last))
 }
 
 /// Parses `key=value` (value may be empty or contain `=`).
@@ -86,6 +142,7 @@ pub fn resolve(
     for (key, raw) in sets {
         set(&mut values, &schema, key, raw)?;
     }
+    check(&values)?;
     Ok(values)
 }
 
@@ -327,6 +384,32 @@ mod tests {
         let text = format!("{:#}", anyhow::Error::from(err));
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("v.yaml"), "{text}");
+    }
+
+    #[test]
+    fn enums_and_the_port_range_are_checked() {
+        assert!(resolve(&[], &sets(&["gateway.service.type=NodePort"])).is_ok());
+        let err = resolve(&[], &sets(&["gateway.service.type=LoadBalancr"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("LoadBalancer, NodePort, ClusterIP"),
+            "{err}"
+        );
+        assert!(resolve(&[], &sets(&["image.pullPolicy=always"])).is_err());
+        assert_eq!(parse_port_range("10000-19999"), Some((10000, 19999)));
+        for bad in [
+            "",
+            "10000",
+            "2000-1000",
+            "80-90",
+            "4000-5000",
+            "x-y",
+            "10000-70000",
+        ] {
+            assert!(parse_port_range(bad).is_none(), "{bad}");
+            let set = format!("gateway.outboundPortRange={bad}");
+            assert!(resolve(&[], &sets(&[set.as_str()])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -143,7 +143,14 @@ fn init(args: InitArgs, now: OffsetDateTime) -> anyhow::Result<()> {
         force,
     } = args;
     id::validate_trust_domain(&trust_domain)?;
-    let written = store::init_anchor(&Layout::new(&dir), &trust_domain, validity, force, now)?;
+    let layout = Layout::new(&dir);
+    let replacing = force && layout.anchor_cert().exists();
+    let written = store::init_anchor(&layout, &trust_domain, validity, force, now)?;
+    if replacing {
+        eprintln!(
+            "warning: the anchor was replaced; issuers signed by the old one no longer chain to it: re-issue every cluster (see docs/trust.md, \"Rotating the anchor\")"
+        );
+    }
     eprintln!(
         "created the trust anchor for trust domain {trust_domain}, valid until {}:\n  {}\n  {} (private; keep it offline once every cluster has an issuer)\nnext: mc identity issue --dir {} --cluster-name NAME",
         date(written.not_after),

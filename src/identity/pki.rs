@@ -20,7 +20,7 @@ use super::names::{
 
 /// Certificates are back-dated this much so that a peer whose clock runs a little behind still
 /// accepts a certificate minted a moment ago.
-const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 const ORGANIZATION: &str = "mc";
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,16 @@ pub enum PkiError {
     Issuer(#[source] rcgen::Error),
     #[error("the validity period ends before it starts")]
     EmptyValidity,
+    #[error("the validity period reaches past the dates a certificate can hold")]
+    ValidityOverflow,
+}
+
+/// `start + duration`, refusing (instead of panicking on) dates `time` cannot represent.
+pub fn checked_end(start: OffsetDateTime, duration: Duration) -> Result<OffsetDateTime, PkiError> {
+    time::Duration::try_from(duration)
+        .ok()
+        .and_then(|d| start.checked_add(d))
+        .ok_or(PkiError::ValidityOverflow)
 }
 
 /// A certificate and its private key, PEM-encoded. `Debug` never shows the key.
@@ -104,7 +114,9 @@ fn base_params(
     dn.push(DnType::OrganizationName, ORGANIZATION);
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    params.not_before = not_before - CLOCK_SKEW;
+    params.not_before = not_before
+        .checked_sub(CLOCK_SKEW)
+        .ok_or(PkiError::ValidityOverflow)?;
     params.not_after = not_after;
     params.serial_number = Some(random_serial());
     Ok(params)
@@ -200,7 +212,7 @@ pub fn issue_gateway_leaf(
     validate_gateway_names(namespace, cluster, trust_domain)?;
     let key = generate_key()?;
     let dns = gateway_dns_name_in(namespace, cluster, trust_domain);
-    let mut params = base_params(WHAT, dns.clone(), now, now + lifetime)?;
+    let mut params = base_params(WHAT, dns.clone(), now, checked_end(now, lifetime)?)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
@@ -404,6 +416,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn random_bytes_and_random_der_in_pem_never_panic() {
+        use base64::Engine;
+        let (anchor, _) = anchor_and_issuer("west");
+        let real = parse_cert_pems(anchor.cert_pem.as_bytes())
+            .unwrap()
+            .remove(0);
+        for i in 0..300usize {
+            let len = i % 97;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rand::random()).collect();
+            let _ = parse_cert_pems(&bytes);
+            let _ = parse_key_pem(&bytes);
+            // Corrupt one byte of a real certificate and wrap it as PEM again.
+            let mut der = real.to_vec();
+            let at = i % der.len();
+            der[at] = der[at].wrapping_add(1 + (i as u8 % 200));
+            bytes = format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                base64::engine::general_purpose::STANDARD.encode(&der)
+            )
+            .into_bytes();
+            if let Ok(certs) = parse_cert_pems(&bytes) {
+                let _ = trust_domain_of(&certs[0]);
+                let _ = cluster_of_issuer(&certs[0]);
+                let _ = load_issuer(&String::from_utf8_lossy(&bytes), &anchor.key_pem);
+            }
+        }
+    }
+
+    #[test]
     fn a_leaf_certificate_is_not_accepted_as_an_issuer() {
         let (_, issuer) = anchor_and_issuer("west");
         let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
@@ -422,6 +463,15 @@ pub(crate) mod tests {
 
     const GATEWAY_LIFETIME: Duration = crate::identity::GATEWAY_LEAF_LIFETIME;
     const NS: &str = crate::identity::IDENTITY_NAMESPACE;
+
+    #[test]
+    fn absurd_validity_is_an_error_not_a_panic() {
+        let (_, issuer) = anchor_and_issuer("west");
+        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
+        let err = issue_gateway_leaf(&signer, NS, "west", "cluster.local", now(), Duration::MAX)
+            .unwrap_err();
+        assert!(matches!(err, PkiError::ValidityOverflow), "{err:?}");
+    }
 
     #[test]
     fn debug_output_never_shows_the_private_key() {

@@ -208,6 +208,7 @@ pub struct KeyFile {
 
 pub fn read_key_file(path: &Path, missing_hint: &str) -> Result<KeyFile, StoreError> {
     let bytes = read_small_file(path, missing_hint)?;
+    warn_if_readable_by_others(path);
     let key = pki::parse_key_pem(&bytes).map_err(|source| StoreError::Key {
         path: path.to_owned(),
         source,
@@ -217,6 +218,22 @@ pub fn read_key_file(path: &Path, missing_hint: &str) -> Result<KeyFile, StoreEr
         pem: String::from_utf8_lossy(&bytes).into_owned(),
         key,
     })
+}
+
+/// Keys restored from a backup or a git checkout often come back 0644; say so, but do not refuse:
+/// the operator may have good reasons (and `install` only reads the key to put it in a Secret).
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the private key {} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
 }
 
 fn parse<'a>(file: &'a CertFile, der: &'a [u8]) -> Result<X509Certificate<'a>, StoreError> {
@@ -502,7 +519,10 @@ pub fn issue_issuer(
     let (cert, key) = (layout.issuer_cert(cluster), layout.issuer_key(cluster));
     refuse_existing(&[cert.clone(), key.clone()], force)?;
     let anchor = load_anchor_signer(layout, now)?;
-    let requested = now + validity;
+    let requested = pki::checked_end(now, validity).map_err(|source| StoreError::Create {
+        what: "issuer",
+        source,
+    })?;
     let not_after = requested.min(anchor.not_after);
     if not_after <= now {
         return Err(StoreError::AnchorTooShort {

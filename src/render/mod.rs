@@ -51,8 +51,8 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const PART_OF: &str = "mc";
-/// Pod annotation holding a hash of the configuration, so that re-rendering with a rotated
-/// issuer or a new anchor bundle rolls the pods.
+/// Pod annotation holding a hash of what the pods read from `mc-config` and `mc-issuer`, so that
+/// re-rendering with a rotated issuer or a new anchor bundle rolls the pods.
 pub const ANNOTATION_CONFIG_CHECKSUM: &str = "mc.dev/config-checksum";
 
 #[derive(Debug, thiserror::Error)]
@@ -171,12 +171,15 @@ fn context(input: &InstallInput) -> Result<Value, RenderError> {
     let mirror_labels = component(k8s::MIRROR_NAME, "mirror");
     let pod_labels = string_map(&values["podLabels"]);
     let pod_annotations = string_map(&values["podAnnotations"]);
+    // Only what the pods read from the API (mc-config, mc-issuer): scaling must not restart pods.
     let checksum = sha256_hex(&[
         cluster_name,
         trust_domain,
         anchor_pem,
         issuer_cert_pem,
-        &values.to_string(),
+        values["gateway"]["outboundPortRange"]
+            .as_str()
+            .unwrap_or_default(),
     ]);
     let pod = |labels: &BTreeMap<String, String>, port: u16| {
         // mc's own labels win over user podLabels: the selector depends on them.
@@ -375,6 +378,27 @@ mod tests {
             render_install(&input()).unwrap(),
             render_install(&input()).unwrap()
         );
+    }
+
+    #[test]
+    fn config_checksum_changes_with_the_issuer_but_not_with_replicas() {
+        let checksum = |i: &InstallInput| {
+            let docs = install_objects(i).unwrap();
+            let deploy = docs
+                .iter()
+                .find(|d| d["kind"] == "Deployment")
+                .unwrap()
+                .clone();
+            deploy["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_CHECKSUM]
+                .clone()
+        };
+        let base = checksum(&input());
+        let mut scaled = input();
+        scaled.values["gateway"]["replicas"] = json!(5);
+        assert_eq!(checksum(&scaled), base);
+        let mut rotated = input();
+        rotated.issuer_cert_pem = "another cert".into();
+        assert_ne!(checksum(&rotated), base);
     }
 
     #[test]

@@ -8,15 +8,30 @@ use serde_json::{Map, Value};
 /// The defaults, embedded at build time.
 pub const DEFAULT_VALUES: &str = include_str!("../../templates/values.yaml");
 
+/// A YAML parse error shown on one line (serde-saphyr's Display adds a multi-line source snippet,
+/// which breaks the one-line error contract of the CLI).
+#[derive(Debug)]
+pub struct YamlError(Box<serde_saphyr::Error>);
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.without_snippet().to_string();
+        let text = text.trim().trim_start_matches("error: ");
+        f.write_str(&text.lines().collect::<Vec<_>>().join(" "))
+    }
+}
+
+impl std::error::Error for YamlError {}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesError {
     #[error("the built-in templates/values.yaml is not valid YAML")]
-    Defaults(#[source] Box<serde_saphyr::Error>),
+    Defaults(#[source] YamlError),
     #[error("the values file {file} is not valid YAML")]
     File {
         file: String,
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: YamlError,
     },
     #[error(
         "unknown value {key:?} (from {origin}); known values are listed in docs/installation.md (see `mc install --help`)"
@@ -33,6 +48,62 @@ pub enum ValuesError {
     SetSyntax(String),
     #[error("the top level of {0} must be a map of values")]
     NotAMap(String),
+    #[error("value {key:?} is {found:?}; it must be one of {allowed}")]
+    NotOneOf {
+        key: &'static str,
+        found: String,
+        allowed: String,
+    },
+    #[error(
+        "value \"gateway.outboundPortRange\" is {0:?}; it must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, clear of ports 4143, 4191 and 9990"
+    )]
+    PortRange(String),
+}
+
+/// Values whose every legal spelling is known: refused here with the list, not by the API server.
+const ENUMS: &[(&str, &[&str])] = &[
+    ("image.pullPolicy", &["Always", "IfNotPresent", "Never"]),
+    (
+        "gateway.service.type",
+        &["LoadBalancer", "NodePort", "ClusterIP"],
+    ),
+];
+
+fn check(values: &Value) -> Result<(), ValuesError> {
+    for (key, allowed) in ENUMS {
+        let found = key
+            .split('.')
+            .fold(values, |v, k| &v[k])
+            .as_str()
+            .unwrap_or_default();
+        if !allowed.contains(&found) {
+            return Err(ValuesError::NotOneOf {
+                key,
+                found: found.to_owned(),
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    let range = values["gateway"]["outboundPortRange"]
+        .as_str()
+        .unwrap_or_default();
+    if parse_port_range(range).is_none() {
+        return Err(ValuesError::PortRange(range.to_owned()));
+    }
+    Ok(())
+}
+
+/// `first-last` outbound pool, clear of mc's own listening ports.
+pub fn parse_port_range(range: &str) -> Option<(u16, u16)> {
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u16, u16) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    let own = [
+        crate::k8s::GATEWAY_PORT,
+        crate::k8s::GATEWAY_PROBE_PORT,
+        crate::k8s::MIRROR_ADMIN_PORT,
+    ];
+    (1024 <= first && first <= last && !own.iter().any(|p| (first..=last).contains(p)))
+        .then_some((first, last))
 }
 
 /// Parses `key=value` (value may be empty or contain `=`).
@@ -46,7 +117,8 @@ pub fn parse_set(arg: &str) -> Result<(String, String), ValuesError> {
 }
 
 pub fn defaults() -> Result<Value, ValuesError> {
-    serde_saphyr::from_str(DEFAULT_VALUES).map_err(|e| ValuesError::Defaults(Box::new(e)))
+    serde_saphyr::from_str(DEFAULT_VALUES)
+        .map_err(|e| ValuesError::Defaults(YamlError(Box::new(e))))
 }
 
 /// Defaults, then each values file in order, then each `--set` in order.
@@ -59,7 +131,7 @@ pub fn resolve(
     for (file, text) in files {
         let overlay: Value = serde_saphyr::from_str(text).map_err(|source| ValuesError::File {
             file: file.clone(),
-            source: Box::new(source),
+            source: YamlError(Box::new(source)),
         })?;
         match overlay {
             Value::Null => {}
@@ -70,6 +142,7 @@ pub fn resolve(
     for (key, raw) in sets {
         set(&mut values, &schema, key, raw)?;
     }
+    check(&values)?;
     Ok(values)
 }
 
@@ -302,6 +375,41 @@ mod tests {
         let v = resolve(&[file], &[]).unwrap();
         assert_eq!(v["podLabels"]["team"], Value::String("net".into()));
         assert_eq!(v["image"]["tag"], Value::String("2".into()));
+    }
+
+    #[test]
+    fn yaml_errors_in_values_files_are_one_line() {
+        let file = ("v.yaml".to_owned(), "a: [\n".to_owned());
+        let err = resolve(&[file], &[]).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("v.yaml"), "{text}");
+    }
+
+    #[test]
+    fn enums_and_the_port_range_are_checked() {
+        assert!(resolve(&[], &sets(&["gateway.service.type=NodePort"])).is_ok());
+        let err = resolve(&[], &sets(&["gateway.service.type=LoadBalancr"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("LoadBalancer, NodePort, ClusterIP"),
+            "{err}"
+        );
+        assert!(resolve(&[], &sets(&["image.pullPolicy=always"])).is_err());
+        assert_eq!(parse_port_range("10000-19999"), Some((10000, 19999)));
+        for bad in [
+            "",
+            "10000",
+            "2000-1000",
+            "80-90",
+            "4000-5000",
+            "x-y",
+            "10000-70000",
+        ] {
+            assert!(parse_port_range(bad).is_none(), "{bad}");
+            let set = format!("gateway.outboundPortRange={bad}");
+            assert!(resolve(&[], &sets(&[set.as_str()])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod completions;
 pub mod output;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
+    Sim(sim::SimArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

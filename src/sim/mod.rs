@@ -1,0 +1,5 @@
+//! `mc sim`: an in-process Kubernetes API server simulator.
+//!
+//! The pure building blocks (no I/O, no async) live in the modules below; the server wires them in.
+
+pub mod selector;

@@ -2,4 +2,5 @@
 //!
 //! The pure building blocks (no I/O, no async) live in the modules below; the server wires them in.
 
+pub mod patch;
 pub mod selector;

@@ -3,4 +3,5 @@
 //! The pure building blocks (no I/O, no async) live in the modules below; the server wires them in.
 
 pub mod patch;
+pub mod proto;
 pub mod selector;

@@ -5,3 +5,4 @@
 pub mod patch;
 pub mod proto;
 pub mod selector;
+pub mod token;

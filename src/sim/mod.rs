@@ -4,5 +4,6 @@
 
 pub mod patch;
 pub mod proto;
+pub mod rbac;
 pub mod selector;
 pub mod token;

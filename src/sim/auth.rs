@@ -5,11 +5,11 @@
 use http::HeaderMap;
 use serde_json::Value;
 
+use super::rbac::{Attributes, RbacSnapshot, UserInfo};
 use super::server::{API_AUDIENCE, Shared, authorize};
-use super::standin::rbac::{Attributes, RbacSnapshot, UserInfo};
-use super::standin::token::ServiceAccountClaims;
 use super::status::{self, ApiError};
 use super::store::meta_str;
+use super::token::ServiceAccountClaims;
 
 pub const ADMIN_USER: &str = "mc-sim:admin";
 

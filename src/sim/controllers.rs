@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::rbac;
 use super::registry::ResourceType;
+use super::selector::LabelSelector;
 use super::server::Shared;
-use super::standin::rbac;
-use super::standin::selector::LabelSelector;
-use super::standin::token::ServiceAccountClaims;
 use super::status::{self, ApiError};
 use super::store::{Event, EventType, State, meta_str};
+use super::token::ServiceAccountClaims;
 
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 pub const SLICE_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
@@ -394,9 +394,9 @@ fn fill_token_secret(shared: &Shared, state: &State, obj: &mut Value) -> Result<
     let sa_uid = meta_str(&sa, "uid").to_string();
     obj["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(sa_uid);
     let claims = ServiceAccountClaims {
-        issuer: shared.issuer.clone(),
+        issuer: super::token::LEGACY_ISSUER.to_string(),
         audiences: Vec::new(),
-        expires_at: i64::MAX / 2,
+        expires_at: super::token::NO_EXPIRY,
         issued_at: now_unix(),
         namespace: ns.clone(),
         service_account_name: sa_name,

@@ -9,17 +9,17 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use super::controllers;
+use super::patch;
+use super::proto;
+use super::rbac::{self, Attributes};
 use super::registry::ResourceType;
+use super::selector::{FieldSelector, LabelSelector};
 use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
 use super::standin::apply::{self, ApplyError};
-use super::standin::patch;
-use super::standin::proto;
-use super::standin::rbac::{self, Attributes};
-use super::standin::selector::{FieldSelector, LabelSelector};
 use super::standin::table;
-use super::standin::token::ServiceAccountClaims;
 use super::status::{self, ApiError};
 use super::store::{EventType, State, meta_str};
+use super::token::ServiceAccountClaims;
 
 pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     if rt.create_only {

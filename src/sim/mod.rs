@@ -12,6 +12,12 @@
 //!
 //! I/O lives in `server` and `watch`; everything else is synchronous and deterministic.
 
+pub mod patch;
+pub mod proto;
+pub mod rbac;
+pub mod selector;
+pub mod token;
+
 mod auth;
 mod controllers;
 mod discovery;
@@ -99,7 +105,7 @@ pub enum SimError {
     #[error("could not sign the service-account token key of simulated cluster {name}")]
     Token {
         name: String,
-        source: standin::TokenError,
+        source: token::TokenError,
     },
     #[error("could not serialize the kubeconfig for {path}")]
     SerializeKubeconfig {

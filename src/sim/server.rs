@@ -19,11 +19,11 @@ use super::auth;
 use super::faults::Faults;
 use super::handlers;
 use super::pki::{self, ClusterPki};
+use super::rbac::{self, Attributes, UserInfo};
 use super::registry::{Registry, ResourceType};
-use super::standin::rbac::{self, Attributes, UserInfo};
-use super::standin::token::{ServiceAccountClaims, TokenSigner};
 use super::status::{self, ApiError};
 use super::store::Store;
+use super::token::{ServiceAccountClaims, TokenSigner};
 use super::{SimConfig, SimError, controllers, discovery, openapi};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;

@@ -97,9 +97,8 @@ pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Re
     let mut filter = Filter::from_ctx(ctx, info)?;
     if let Some(name) = &info.name {
         // A watch on one object is a watch with a name field selector.
-        let by_name =
-            super::standin::selector::FieldSelector::parse(&format!("metadata.name={name}"))
-                .map_err(|e| status::bad_request(e.to_string()))?;
+        let by_name = super::selector::FieldSelector::parse(&format!("metadata.name={name}"))
+            .map_err(|e| status::bad_request(e.to_string()))?;
         filter.fields = Some(match filter.fields.take() {
             None => by_name,
             Some(f) => {
@@ -107,7 +106,7 @@ pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Re
                     "{},metadata.name={name}",
                     ctx.q("fieldSelector").unwrap_or_default()
                 );
-                super::standin::selector::FieldSelector::parse(&combined).unwrap_or(f)
+                super::selector::FieldSelector::parse(&combined).unwrap_or(f)
             }
         });
     }

@@ -482,6 +482,43 @@ fn delete_all(state: &mut State, key: &str, ns: Option<&str>) {
     }
 }
 
+/// The namespace controller's finalization, after the configured delay: contents first, then
+/// the namespace itself (only if it is still the same, still terminating namespace).
+pub fn schedule_namespace_removal(shared: Arc<Shared>, name: String, uid: String) {
+    tokio::spawn(async move {
+        tokio::time::sleep(shared.config.namespace_deletion_delay).await;
+        let mut state = shared.store.lock();
+        let Some(ns) = state.get("/namespaces", "", &name) else {
+            return;
+        };
+        if meta_str(&ns, "uid") != uid {
+            return;
+        }
+        delete_namespace_contents(&mut state, &name);
+        let has_finalizers = ns
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if !has_finalizers {
+            state.remove("/namespaces", "", &name);
+        }
+        run(&shared, &mut state);
+    });
+}
+
+fn delete_namespace_contents(state: &mut State, ns: &str) {
+    let keys: Vec<String> = state
+        .registry
+        .types
+        .iter()
+        .filter(|t| t.namespaced && !t.create_only)
+        .map(|t| t.key())
+        .collect();
+    for key in keys {
+        delete_all(state, &key, Some(ns));
+    }
+}
+
 fn on_namespace(shared: &Shared, state: &mut State, ev: &Event) {
     let ns = meta_str(&ev.object, "name").to_string();
     match ev.etype {
@@ -497,18 +534,7 @@ fn on_namespace(shared: &Shared, state: &mut State, ev: &Event) {
                 state.put("/serviceaccounts", sa, EventType::Added);
             }
         }
-        EventType::Deleted => {
-            let keys: Vec<String> = state
-                .registry
-                .types
-                .iter()
-                .filter(|t| t.namespaced && !t.create_only)
-                .map(|t| t.key())
-                .collect();
-            for key in keys {
-                delete_all(state, &key, Some(&ns));
-            }
-        }
+        EventType::Deleted => delete_namespace_contents(state, &ns),
         EventType::Modified => {}
     }
 }

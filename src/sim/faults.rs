@@ -34,6 +34,7 @@ pub struct Faults {
     settings: Arc<Mutex<Settings>>,
     kill_connections: Arc<watch::Sender<u64>>,
     kill_watches: Arc<watch::Sender<u64>>,
+    injected: Arc<std::sync::atomic::AtomicU64>,
     store: Arc<Store>,
 }
 
@@ -43,6 +44,7 @@ impl Faults {
             settings: Arc::default(),
             kill_connections: Arc::new(watch::channel(0).0),
             kill_watches: Arc::new(watch::channel(0).0),
+            injected: Arc::default(),
             store,
         }
     }
@@ -107,6 +109,11 @@ impl Faults {
         *self.settings() = Settings::default();
     }
 
+    /// How many writes have been failed on purpose so far.
+    pub fn injected_failures(&self) -> u64 {
+        self.injected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn maybe_fail_write(&self) -> Result<(), ApiError> {
         let Some(f) = self.settings().write_failure else {
             return Ok(());
@@ -114,6 +121,8 @@ impl Faults {
         if f.share <= 0.0 || rand::random::<f64>() >= f.share {
             return Ok(());
         }
+        self.injected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if f.code == 429 {
             let mut e = ApiError::new(
                 429,

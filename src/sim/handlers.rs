@@ -795,7 +795,7 @@ enum Deleted {
 /// Deletes one object: finalizers defer it (deletionTimestamp set), Orphan strips owner
 /// references from dependents, otherwise it goes now and the controllers collect dependents.
 fn delete_one(
-    shared: &super::server::Shared,
+    shared: &Arc<super::server::Shared>,
     state: &mut State,
     rt: &ResourceType,
     live: &Value,
@@ -818,14 +818,23 @@ fn delete_one(
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         let stored = state.put(&rt.key(), obj, EventType::Modified);
-        let _ = shared;
         return Deleted::Pending(stored);
     }
     if rt.plural == "namespaces" {
+        if live.pointer("/metadata/deletionTimestamp").is_some() {
+            return Deleted::Pending(Arc::new(live.clone()));
+        }
         let mut obj = live.clone();
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         obj["status"] = json!({"phase": "Terminating"});
-        state.put(&rt.key(), obj, EventType::Modified);
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
+        controllers::schedule_namespace_removal(
+            shared.clone(),
+            name,
+            meta_str(live, "uid").to_string(),
+        );
+        return Deleted::Pending(stored);
     }
     match state.remove(&rt.key(), &ns, &name) {
         Some(last) => Deleted::Gone(last),

@@ -59,6 +59,10 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// Events a watcher may fall behind before it is dropped with an in-stream 410.
     pub watch_buffer: usize,
+    /// How long a deleted Namespace stays `Terminating` (with its contents) before it and
+    /// everything in it are removed. Like a real cluster, this lets `kubectl delete -f` delete
+    /// a namespace and then the objects inside it without 404s.
+    pub namespace_deletion_delay: Duration,
 }
 
 impl SimConfig {
@@ -71,6 +75,7 @@ impl SimConfig {
             history_capacity: 100_000,
             bookmark_interval: Duration::from_secs(10),
             watch_buffer: 16_384,
+            namespace_deletion_delay: Duration::from_millis(1000),
         }
     }
 }

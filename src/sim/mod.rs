@@ -2,6 +2,7 @@
 //!
 //! The pure building blocks (no I/O, no async) live in the modules below; the server wires them in.
 
+pub mod apply;
 pub mod patch;
 pub mod proto;
 pub mod rbac;

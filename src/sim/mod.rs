@@ -7,4 +7,5 @@ pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod selector;
+pub mod table;
 pub mod token;

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::patch::{ListType, list_type};
+use super::patch::{ListType, list_type, map_is_atomic};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyConflict {
@@ -281,6 +281,11 @@ impl Ctx<'_> {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         list_type(self.api_version, self.kind, &refs)
     }
+
+    fn atomic_map(&self, names: &[String]) -> bool {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        map_is_atomic(self.api_version, self.kind, &refs)
+    }
 }
 
 /// Canonical key of a keyed-list item, or an error naming the missing key.
@@ -316,7 +321,7 @@ fn applied_set(ctx: &Ctx<'_>, applied: &Value) -> Result<FieldSet, ApplyError> {
         set: &mut FieldSet,
     ) -> Result<(), ApplyError> {
         match v {
-            Value::Object(m) if !m.is_empty() => {
+            Value::Object(m) if !m.is_empty() && !ctx.atomic_map(names) => {
                 for (k, child) in m {
                     names.push(k.clone());
                     if !is_server_field(names) && !child.is_null() {
@@ -461,6 +466,9 @@ fn remove_at(ctx: &Ctx<'_>, root: &mut Value, path: &[Step]) {
 /// sets by value, everything else replaced; `null` removes.
 fn merge_applied(ctx: &Ctx<'_>, live: &mut Value, applied: &Value, names: &mut Vec<String>) {
     match (live, applied) {
+        (live @ Value::Object(_), Value::Object(_)) if ctx.atomic_map(names) => {
+            *live = strip_nulls(applied);
+        }
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
                 names.push(k.clone());
@@ -772,7 +780,7 @@ fn add_all(
     set: &mut FieldSet,
 ) {
     match v {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) if !m.is_empty() && !ctx.atomic_map(names) => {
             if !is_struct_root(names) && !path.is_empty() {
                 set.insert(path);
             }
@@ -826,7 +834,7 @@ fn diff(
         return;
     }
     match (old, new) {
-        (Value::Object(o), Value::Object(n)) if !n.is_empty() => {
+        (Value::Object(o), Value::Object(n)) if !n.is_empty() && !ctx.atomic_map(names) => {
             for (k, nv) in n {
                 names.push(k.clone());
                 if !is_server_field(names) {
@@ -1008,7 +1016,7 @@ mod tests {
                         "f:spec":{
                             "f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{
                                 ".":{},"f:name":{},"f:port":{},"f:targetPort":{}}},
-                            "f:selector":{"f:app":{}}}}}])
+                            "f:selector":{}}}}])
         );
     }
 
@@ -1167,6 +1175,17 @@ mod tests {
             fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:env"],
             json!({"k:{\"name\":\"A\"}":{".":{},"f:name":{},"f:value":{}}})
         );
+    }
+
+    #[test]
+    fn atomic_selector_is_replaced_whole_and_owned_as_one_field() {
+        let mut live = service(json!([{"port":80}]));
+        live["spec"]["selector"] = json!({"app":"web","extra":"x"});
+        let mut applied = service(json!([{"port":80}]));
+        applied["spec"]["selector"] = json!({"app":"web2"});
+        let got = server_side_apply(Some(&live), &applied, "mgr", false, T1).unwrap();
+        assert_eq!(got["spec"]["selector"], json!({"app":"web2"}));
+        assert_eq!(managed(&got)[0].2["f:spec"]["f:selector"], json!({}));
     }
 
     #[test]

@@ -141,6 +141,20 @@ pub fn list_type(api_version: &str, kind: &str, path: &[&str]) -> ListType {
     }
 }
 
+/// Whether the object at `path` is owned as a whole by server-side apply (`+structType=atomic`
+/// or `+mapType=atomic` in the Go types): label selectors and Service/RC `spec.selector`.
+/// Strategic merge patch still merges these maps key by key, as the real server does.
+pub fn map_is_atomic(api_version: &str, _kind: &str, path: &[&str]) -> bool {
+    if !BUILTIN_GROUPS.contains(&group_of(api_version)) {
+        return false;
+    }
+    matches!(path, ["spec", "selector"])
+        || matches!(
+            path.last(),
+            Some(&("labelSelector" | "podSelector" | "namespaceSelector"))
+        )
+}
+
 /// RFC 7386 JSON merge patch: maps merge, `null` deletes, everything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
@@ -269,6 +283,18 @@ impl Schema<'_> {
                 }
             }
         }
+        // $setElementOrder interleaves server-only items by their position before the merge.
+        let server_orders: Vec<(String, Vec<Value>)> = patch
+            .keys()
+            .filter_map(|k| k.strip_prefix(SET_ORDER_PREFIX))
+            .map(|field| {
+                let before = match original.get(field) {
+                    Some(Value::Array(l)) => l.clone(),
+                    _ => Vec::new(),
+                };
+                (field.to_string(), before)
+            })
+            .collect();
         for (k, pv) in patch {
             if k.starts_with('$') {
                 continue;
@@ -282,8 +308,13 @@ impl Schema<'_> {
         }
         for (k, v) in patch {
             if let Some(field) = k.strip_prefix(SET_ORDER_PREFIX) {
+                let server_order = server_orders
+                    .iter()
+                    .find(|(f, _)| f == field)
+                    .map(|(_, l)| l.as_slice())
+                    .unwrap_or_default();
                 path.push(field.to_string());
-                let result = self.set_element_order(&mut original, field, v, path);
+                let result = self.set_element_order(&mut original, field, v, server_order, path);
                 path.pop();
                 result?;
             }
@@ -383,13 +414,16 @@ impl Schema<'_> {
         }
     }
 
-    /// `$setElementOrder/<field>`: the listed elements come first in the given order, the
-    /// others (present on the server only) keep their relative order after them.
+    /// `$setElementOrder/<field>`, as apimachinery's `normalizeElementOrder`: the listed
+    /// elements in the given order, merged with the server-only elements (in their server
+    /// order); a server-only element goes first only if it preceded the listed one on the
+    /// server.
     fn set_element_order(
         &self,
         map: &mut Map<String, Value>,
         field: &str,
         order: &Value,
+        server_order: &[Value],
         path: &[String],
     ) -> Result<(), PatchError> {
         let Some(order) = order.as_array() else {
@@ -413,15 +447,36 @@ impl Schema<'_> {
             }
         };
         let wanted: Vec<Value> = order.iter().map(ident).collect();
+        let server_ids: Vec<Value> = server_order.iter().map(ident).collect();
+        let server_pos = |v: &Value| server_ids.iter().position(|s| *s == ident(v));
         let mut items = std::mem::take(list);
-        let mut sorted = Vec::with_capacity(items.len());
+        let mut listed = Vec::with_capacity(items.len());
         for w in &wanted {
             if let Some(i) = items.iter().position(|it| &ident(it) == w) {
-                sorted.push(items.remove(i));
+                listed.push(items.remove(i));
             }
         }
-        sorted.append(&mut items);
-        *list = sorted;
+        let mut server_only = items;
+        server_only.sort_by_key(|v| server_pos(v).unwrap_or(usize::MAX));
+        let mut merged = Vec::with_capacity(listed.len() + server_only.len());
+        let (mut left, mut right) = (
+            server_only.into_iter().peekable(),
+            listed.into_iter().peekable(),
+        );
+        loop {
+            let take_left = match (left.peek(), right.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(l), Some(r)) => match (server_pos(l), server_pos(r)) {
+                    (Some(li), Some(ri)) => li < ri,
+                    _ => false,
+                },
+            };
+            let next = if take_left { left.next() } else { right.next() };
+            merged.extend(next);
+        }
+        *list = merged;
         Ok(())
     }
 }
@@ -630,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn set_element_order_reorders_and_keeps_server_only_items_after() {
+    fn set_element_order_reorders_and_interleaves_server_only_items() {
         let live = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
             "spec":{"containers":[{"name":"a"},{"name":"b"},{"name":"extra"}]}});
         let got = smp(
@@ -642,6 +697,28 @@ mod tests {
             got["spec"]["containers"],
             json!([{"name":"b"},{"name":"a","image":"i"},{"name":"extra"}])
         );
+        // A server-only item that preceded a listed one on the server stays in front of it.
+        let live = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},
+            "spec":{"containers":[{"name":"injected"},{"name":"a"},{"name":"b"}]}});
+        let got = smp(
+            live,
+            json!({"spec":{"$setElementOrder/containers":[{"name":"a"},{"name":"c"},{"name":"b"}],
+                           "containers":[{"name":"c"}]}}),
+        );
+        let order: Vec<&str> = got["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["injected", "a", "c", "b"]);
+        // Primitive lists are ordered by value.
+        let live = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n","finalizers":["x","y"]}});
+        let got = smp(
+            live,
+            json!({"metadata":{"$setElementOrder/finalizers":["z","y","x"],"finalizers":["z"]}}),
+        );
+        assert_eq!(got["metadata"]["finalizers"], json!(["z", "y", "x"]));
     }
 
     #[test]
@@ -718,6 +795,33 @@ mod tests {
             list_type("v1", "Service", &["spec", "selector"]),
             ListType::Atomic
         );
+    }
+
+    #[test]
+    fn selectors_are_atomic_for_apply_only_on_builtin_kinds() {
+        assert!(map_is_atomic("v1", "Service", &["spec", "selector"]));
+        assert!(map_is_atomic(
+            "apps/v1",
+            "Deployment",
+            &["spec", "selector"]
+        ));
+        assert!(map_is_atomic(
+            "apps/v1",
+            "Deployment",
+            &[
+                "spec",
+                "template",
+                "spec",
+                "topologySpreadConstraints",
+                "labelSelector"
+            ]
+        ));
+        assert!(!map_is_atomic("v1", "Service", &["metadata", "labels"]));
+        assert!(!map_is_atomic(
+            "mc.dev/v1alpha1",
+            "Link",
+            &["spec", "selector"]
+        ));
     }
 
     #[test]

@@ -899,10 +899,32 @@ fn diff(
     }
 }
 
+/// The ownership an update starts from, as kube-apiserver's field manager decides it: the
+/// `managedFields` the client sent if they are non-empty and valid (this is how kubectl's
+/// client-side-to-server-side apply migration rewrites them with a JSON patch), a reset if
+/// the client sent exactly `[{}]`, otherwise the stored ones (clients that do not know the
+/// field cannot drop it).
+fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
+    let sent = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array);
+    match sent.map(Vec::as_slice) {
+        Some([only]) if only.as_object().is_some_and(Map::is_empty) => Vec::new(),
+        Some(list) if !list.is_empty() && list.iter().all(valid_entry) => read_entries(Some(new)),
+        _ => read_entries(old),
+    }
+}
+
+fn valid_entry(e: &Value) -> bool {
+    let op = e.get("operation").and_then(Value::as_str);
+    e.get("manager").is_some_and(Value::is_string)
+        && matches!(op, Some(OP_APPLY | OP_UPDATE))
+        && e.get("fieldsV1").is_none_or(Value::is_object)
+}
+
 /// Records a non-apply write (create, update, patch) by `manager`: it takes ownership of the
 /// fields that changed between `old` and `new` (others lose them), and fields that no longer
-/// exist lose their owners. The `managedFields` a client sent back are ignored in favour of
-/// the stored ones.
+/// exist lose their owners. See [`base_entries`] for `managedFields` sent by the client.
 pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
     let api_version = str_field(new, "apiVersion").to_string();
     let kind = str_field(new, "kind").to_string();
@@ -923,7 +945,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &s
         &mut Vec::new(),
         &mut out,
     );
-    let mut entries = read_entries(old);
+    let mut entries = base_entries(old, new);
     let changed_members = out.changed.members();
     let removed_members = out.removed.members();
     for e in &mut entries {
@@ -1264,6 +1286,57 @@ mod tests {
         let mut v3 = v2.clone();
         track_update(Some(&v2), &mut v3, "noop", T2);
         assert_eq!(managed(&v3), owners);
+    }
+
+    #[test]
+    fn client_sent_managed_fields_replace_stored_ones_and_single_empty_entry_resets() {
+        let mut created = cm(json!({"a":"1"}));
+        track_update(None, &mut created, "kubectl-client-side-apply", T1);
+
+        // kubectl's CSA→SSA migration: a JSON patch that rewrites managedFields only.
+        let mut migrated = created.clone();
+        migrated["metadata"]["managedFields"] = json!([{"manager":"kubectl","operation":"Apply",
+            "apiVersion":"v1","time":T2,"fieldsType":"FieldsV1","fieldsV1":{"f:data":{"f:a":{}}}}]);
+        track_update(Some(&created), &mut migrated, "kubectl", T2);
+        assert_eq!(
+            managed(&migrated),
+            vec![(
+                "kubectl".into(),
+                "Apply".into(),
+                json!({"f:data":{"f:a":{}}})
+            )]
+        );
+        // After the migration, dropping the field from the applied configuration prunes it.
+        let pruned =
+            server_side_apply(Some(&migrated), &cm(json!({})), "kubectl", false, T2).unwrap();
+        assert_eq!(pruned["data"], json!({}));
+
+        // A client that drops managedFields (or sends garbage) keeps the stored ones.
+        let mut dropped = created.clone();
+        dropped["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        track_update(Some(&created), &mut dropped, "x", T2);
+        assert_eq!(managed(&dropped), managed(&created));
+        let mut garbage = created.clone();
+        garbage["metadata"]["managedFields"] = json!([{"nonsense":true}]);
+        track_update(Some(&created), &mut garbage, "x", T2);
+        assert_eq!(managed(&garbage), managed(&created));
+
+        // [{}] resets; the writer then owns what it changed in the same request.
+        let mut reset = created.clone();
+        reset["metadata"]["managedFields"] = json!([{}]);
+        reset["data"]["b"] = json!("2");
+        track_update(Some(&created), &mut reset, "resetter", T2);
+        assert_eq!(
+            managed(&reset),
+            vec![(
+                "resetter".into(),
+                "Update".into(),
+                json!({"f:data":{"f:b":{}}})
+            )]
+        );
     }
 
     #[test]

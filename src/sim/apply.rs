@@ -1355,4 +1355,53 @@ mod tests {
             r#".spec.ports[port=80,protocol="TCP"].name"#
         );
     }
+
+    #[test]
+    fn realistic_lifecycle_apply_status_scale_conflict_force() {
+        let manifest = |replicas: i64, image: &str| {
+            json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"demo","labels":{"app":"web"}},
+                   "spec":{"replicas":replicas,"selector":{"matchLabels":{"app":"web"}},
+                           "template":{"metadata":{"labels":{"app":"web"}},
+                                       "spec":{"containers":[{"name":"web","image":image,"ports":[{"containerPort":80}]}]}}}})
+        };
+        // kubectl apply --server-side creates it.
+        let v1 = server_side_apply(None, &manifest(1, "nginx:1.25"), "kubectl", false, T1).unwrap();
+        // A controller writes status (an Update through /status).
+        let mut v2 = v1.clone();
+        v2["status"] = json!({"replicas":1,"readyReplicas":1,"conditions":[{"type":"Available","status":"True"}]});
+        track_update(Some(&v1), &mut v2, "kube-controller-manager", T1);
+        // Re-applying the same manifest changes nothing and conflicts with nobody.
+        let v3 =
+            server_side_apply(Some(&v2), &manifest(1, "nginx:1.25"), "kubectl", false, T2).unwrap();
+        assert_eq!(v3["status"], v2["status"]);
+        assert_eq!(managed(&v3).len(), 2);
+        // Someone scales with a plain update: they now own spec.replicas.
+        let mut v4 = v3.clone();
+        v4["spec"]["replicas"] = json!(5);
+        track_update(Some(&v3), &mut v4, "kubectl-scale", T2);
+        // Applying a new image with the old replicas conflicts on replicas only.
+        let err = server_side_apply(Some(&v4), &manifest(1, "nginx:1.26"), "kubectl", false, T2)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
+        );
+        // Dropping replicas from the manifest is the documented fix: no conflict, scale kept.
+        let mut without = manifest(1, "nginx:1.26");
+        without["spec"].as_object_mut().unwrap().remove("replicas");
+        let v5 = server_side_apply(Some(&v4), &without, "kubectl", false, T2).unwrap();
+        assert_eq!(v5["spec"]["replicas"], 5);
+        assert_eq!(
+            v5["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:1.26"
+        );
+        // Forcing takes replicas back.
+        let v6 =
+            server_side_apply(Some(&v4), &manifest(2, "nginx:1.26"), "kubectl", true, T2).unwrap();
+        assert_eq!(v6["spec"]["replicas"], 2);
+        let scale_owner = managed(&v6)
+            .into_iter()
+            .find(|(m, _, _)| m == "kubectl-scale");
+        assert!(scale_owner.is_none(), "kubectl-scale lost its only field");
+    }
 }

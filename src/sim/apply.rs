@@ -1404,4 +1404,26 @@ mod tests {
             .find(|(m, _, _)| m == "kubectl-scale");
         assert!(scale_owner.is_none(), "kubectl-scale lost its only field");
     }
+
+    #[test]
+    fn random_objects_never_panic_apply_or_tracking() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..3_000 {
+            let spec_a = crate::sim::patch::tests::random_value(&mut rng, 5);
+            let spec_b = crate::sim::patch::tests::random_value(&mut rng, 5);
+            let mk = |spec: &Value| json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":spec});
+            let mut live = mk(&spec_a);
+            track_update(None, &mut live, "creator", T1);
+            if let Ok(applied) = server_side_apply(Some(&live), &mk(&spec_b), "applier", false, T2)
+            {
+                let again = server_side_apply(Some(&applied), &mk(&spec_a), "applier", true, T2);
+                if let Ok(mut next) = again {
+                    let prev = next.clone();
+                    next["spec"] = spec_b.clone();
+                    track_update(Some(&prev), &mut next, "editor", T2);
+                }
+            }
+        }
+    }
 }

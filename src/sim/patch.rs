@@ -630,7 +630,7 @@ fn missing_key(m: &Map<String, Value>, key: &'static str, path: &[String]) -> Pa
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use serde_json::json;
@@ -1052,6 +1052,81 @@ mod tests {
                 let got = target.pointer(pointer).cloned().unwrap_or(Value::Null);
                 assert_eq!(got, check[1], "{name} at {pointer}");
             }
+        }
+    }
+
+    /// Random JSON biased towards the keys and directives the merge code branches on.
+    pub(crate) fn random_value(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
+        use rand::Rng;
+        const KEYS: &[&str] = &[
+            "spec",
+            "template",
+            "containers",
+            "name",
+            "ports",
+            "port",
+            "protocol",
+            "env",
+            "metadata",
+            "finalizers",
+            "labels",
+            "selector",
+            "$patch",
+            "$retainKeys",
+            "$setElementOrder/containers",
+            "$setElementOrder/ports",
+            "$setElementOrder/finalizers",
+            "$deleteFromPrimitiveList/finalizers",
+            "status",
+            "conditions",
+            "type",
+            "x",
+        ];
+        const STRINGS: &[&str] = &["delete", "replace", "merge", "a", "b", "TCP", "name"];
+        match if depth == 0 {
+            rng.random_range(0..4)
+        } else {
+            rng.random_range(0..7)
+        } {
+            0 => Value::Null,
+            1 => json!(rng.random_range(0..3)),
+            2 => json!(STRINGS[rng.random_range(0..STRINGS.len())]),
+            3 => json!(rng.random::<bool>()),
+            4 | 5 => {
+                let n = rng.random_range(0..4);
+                Value::Object(
+                    (0..n)
+                        .map(|_| {
+                            let k = KEYS[rng.random_range(0..KEYS.len())].to_string();
+                            (k, random_value(rng, depth - 1))
+                        })
+                        .collect(),
+                )
+            }
+            _ => Value::Array(
+                (0..rng.random_range(0..4))
+                    .map(|_| random_value(rng, depth - 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn random_targets_and_patches_never_panic() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for i in 0..5_000 {
+            let mut target = random_value(&mut rng, 5);
+            if i % 2 == 0 {
+                target = json!({"apiVersion":"apps/v1","kind":"Deployment","spec":target});
+            }
+            let patch = random_value(&mut rng, 5);
+            let before = target.clone();
+            if strategic_merge_patch(&mut target, &patch).is_err() {
+                assert_eq!(target, before);
+            }
+            let _ = json_patch(&mut target, &patch);
+            merge_patch(&mut target, &patch);
         }
     }
 }

@@ -12,10 +12,12 @@
 //!
 //! I/O lives in `server` and `watch`; everything else is synchronous and deterministic.
 
+pub mod apply;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod selector;
+pub mod table;
 pub mod token;
 
 mod auth;

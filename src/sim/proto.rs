@@ -661,4 +661,61 @@ mod tests {
             let _ = decode_token_request(&body);
         }
     }
+
+    /// Bodies captured from the real kubectl 1.32 (a plain-HTTP recording server answering
+    /// `/version` with minor 32), byte for byte.
+    const REAL_CAN_I_LIST_SERVICES: &str = "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a65637441636365737352657669657712410a100a0012001a0022002a0032003800420012230a210a0764656661756c7412046c6973741a0022002a08736572766963657332003a001a08080012001a0020001a002200";
+    const REAL_CAN_I_GET_HEALTHZ: &str = "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a656374416363657373526576696577122f0a100a0012001a0022002a003200380042001211120f0a082f6865616c74687a12036765741a08080012001a0020001a002200";
+    const REAL_CAN_I_PATCH_DEPLOYMENTS_NAMED_STATUS: &str = "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a65637441636365737352657669657712480a100a0012001a0022002a00320038004200122a0a280a0464656d6f120570617463681a0022002a0b6465706c6f796d656e747332003a067374617475731a08080012001a0020001a002200";
+    const REAL_CAN_I_PATCH_DEPLOYMENTS_SUBRESOURCE_STATUS: &str = "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a65637441636365737352657669657712480a100a0012001a0022002a00320038004200122a0a280a0464656d6f120570617463681a0022002a0b6465706c6f796d656e747332067374617475733a001a08080012001a0020001a002200";
+    const REAL_CREATE_TOKEN_AUDIENCE_DURATION: &str = "6b3873000a280a1861757468656e7469636174696f6e2e6b38732e696f2f7631120c546f6b656e5265717565737412220a100a0012001a0022002a0032003800420012080a03666f6f20d8041a040a0012001a002200";
+    const REAL_CREATE_TOKEN_PLAIN: &str = "6b3873000a280a1861757468656e7469636174696f6e2e6b38732e696f2f7631120c546f6b656e52657175657374121a0a100a0012001a0022002a0032003800420012001a040a0012001a002200";
+
+    #[test]
+    fn bodies_captured_from_real_kubectl_decode() {
+        let body = |h: &str| hex::decode(h).unwrap();
+        let ssar = |h| decode_self_subject_access_review(&body(h)).unwrap()["spec"].clone();
+        assert_eq!(
+            ssar(REAL_CAN_I_LIST_SERVICES),
+            json!({"resourceAttributes":{"namespace":"default","verb":"list","resource":"services"}})
+        );
+        assert_eq!(
+            ssar(REAL_CAN_I_GET_HEALTHZ),
+            json!({"nonResourceAttributes":{"path":"/healthz","verb":"get"}})
+        );
+        assert_eq!(
+            ssar(REAL_CAN_I_PATCH_DEPLOYMENTS_NAMED_STATUS),
+            // kubectl reads `deployments/status` as TYPE/NAME (`--subresource` sets field 6).
+            json!({"resourceAttributes":{"namespace":"demo","verb":"patch","resource":"deployments","name":"status"}})
+        );
+        assert_eq!(
+            ssar(REAL_CAN_I_PATCH_DEPLOYMENTS_SUBRESOURCE_STATUS),
+            json!({"resourceAttributes":{"namespace":"demo","verb":"patch","resource":"deployments","subresource":"status"}})
+        );
+        let token = |h| decode_token_request(&body(h)).unwrap();
+        let t = token(REAL_CREATE_TOKEN_AUDIENCE_DURATION);
+        assert_eq!(
+            t["spec"],
+            json!({"audiences":["foo"],"expirationSeconds":600})
+        );
+        assert_eq!(t["metadata"], json!({}));
+        assert_eq!(
+            token(REAL_CREATE_TOKEN_PLAIN)["spec"],
+            json!({"audiences":[]})
+        );
+        // Every strict prefix of a real body that cuts into `raw` is an error.
+        for real in [
+            REAL_CAN_I_LIST_SERVICES,
+            REAL_CREATE_TOKEN_AUDIENCE_DURATION,
+        ] {
+            let b = body(real);
+            for cut in 0..b.len() - 4 {
+                assert!(
+                    decode_self_subject_access_review(&b[..cut]).is_err(),
+                    "{cut}"
+                );
+                assert!(decode_token_request(&b[..cut]).is_err(), "{cut}");
+            }
+        }
+    }
 }

@@ -646,4 +646,24 @@ mod tests {
             assert!(FieldSelector::parse(sel).is_err(), "{sel} should fail");
         }
     }
+
+    #[test]
+    fn random_selector_strings_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: Vec<char> = "ab=!,() \\.-/_inotéx<>0".chars().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let obj = json!({"metadata":{"name":"a","labels":{"a":"b"}}});
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..16);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            if let Ok(sel) = LabelSelector::parse(&s) {
+                let _ = sel.matches_object(&obj);
+            }
+            if let Ok(sel) = FieldSelector::parse(&s) {
+                let _ = sel.matches(&obj);
+            }
+        }
+    }
 }

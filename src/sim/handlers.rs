@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::Method;
 use serde_json::{Map, Value, json};
 
+use super::apply::{self, ApplyError};
 use super::controllers;
 use super::patch;
 use super::proto;
@@ -15,10 +16,9 @@ use super::rbac::{self, Attributes};
 use super::registry::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
-use super::standin::apply::{self, ApplyError};
-use super::standin::table;
 use super::status::{self, ApiError};
 use super::store::{EventType, State, meta_str};
+use super::table;
 use super::token::ServiceAccountClaims;
 
 pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
@@ -621,10 +621,10 @@ fn patch_object(
     let mut target = (*live).clone();
     match ct.as_str() {
         "application/merge-patch+json" => patch::merge_patch(&mut target, &body),
-        "application/json-patch+json" => patch::json_patch(&mut target, &body)
-            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
-        _ => patch::strategic_merge_patch(&mut target, &body)
-            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+        "application/json-patch+json" => {
+            patch::json_patch(&mut target, &body).map_err(patch_error)?
+        }
+        _ => patch::strategic_merge_patch(&mut target, &body).map_err(patch_error)?,
     }
     // A patch that names a resourceVersion is a precondition, like a PUT.
     let patch_rv = body
@@ -658,15 +658,9 @@ fn patch_options_invalid(reason: &str, field: &str, message: &str) -> ApiError {
 }
 
 fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
+    let message = err.to_string();
     match err {
         ApplyError::Conflict { causes } => {
-            let n = causes.len();
-            let lines: Vec<String> = causes.iter().map(|c| format!("- {}", c.message)).collect();
-            let message = if n == 1 {
-                format!("Apply failed with 1 conflict: {}", causes[0].message)
-            } else {
-                format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
-            };
             let causes: Vec<Value> = causes
                 .iter()
                 .map(|c| json!({"type": "FieldManagerConflict", "message": c.message, "field": c.field}))
@@ -682,6 +676,14 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
             "Invalid",
             format!("{} \"{name}\" is invalid: {msg}", rt.kind),
         ),
+    }
+}
+
+/// Malformed patches are 400; a JSON patch that cannot apply (failed `test`, missing path) is 422.
+fn patch_error(err: patch::PatchError) -> ApiError {
+    match err {
+        patch::PatchError::JsonPatchApply(_) => ApiError::new(422, "Invalid", err.to_string()),
+        other => status::bad_request(other.to_string()),
     }
 }
 

@@ -29,7 +29,6 @@ mod openapi;
 mod pki;
 mod registry;
 mod server;
-mod standin;
 mod status;
 mod store;
 mod watch;

@@ -16,9 +16,9 @@ use tokio::sync::{broadcast, mpsc};
 use super::handlers::{Filter, present};
 use super::registry::ResourceType;
 use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
-use super::standin::table;
 use super::status::{self, ApiError};
 use super::store::{Event, EventType};
+use super::table;
 
 /// Server-side default when the client gives no timeoutSeconds (kube-apiserver picks 30-60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);

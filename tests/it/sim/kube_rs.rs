@@ -123,6 +123,42 @@ async fn server_side_apply_with_a_field_manager_round_trips() {
     );
     let fetched = api.get("a").await.expect("get");
     assert_eq!(fetched.data, again.data);
+
+    // Dropping a field from the applied configuration removes it.
+    let dropped = api
+        .patch("a", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": "3"}})))
+        .await
+        .expect("applied without y");
+    assert_eq!(
+        dropped.data,
+        Some([("x".to_string(), "3".to_string())].into())
+    );
+
+    // Another manager changing an owned field conflicts unless it forces.
+    let other = PatchParams::apply("other");
+    let err = api
+        .patch("a", &other, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": "4"}})))
+        .await
+        .expect_err("conflict");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(s.reason, "Conflict");
+            assert_eq!(
+                s.message,
+                "Apply failed with 1 conflict: conflict with \"mc-test\": .data.x"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let forced = api
+        .patch("a", &other.force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": "4"}})))
+        .await
+        .expect("forced");
+    assert_eq!(
+        forced.data,
+        Some([("x".to_string(), "4".to_string())].into())
+    );
 }
 
 #[tokio::test]

@@ -345,3 +345,44 @@ async fn kubectl_waits_for_an_established_crd_and_serves_its_resources() {
         .await;
     assert!(!gone.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_removes_a_dropped_field() {
+    if !have_kubectl() {
+        return;
+    }
+    let sim = start_sim("kc-ssa").await;
+    let both = sim.write_file(
+        "both.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: default, labels: {keep: a, drop: b}}\ndata: {keep: '1', drop: '2'}\n",
+    );
+    let out = sim
+        .kubectl_ok(&["apply", "--server-side", "-f", both.to_str().expect("path")])
+        .await;
+    assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
+    let one = sim.write_file(
+        "one.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: default, labels: {keep: a}}\ndata: {keep: '1'}\n",
+    );
+    sim.kubectl_ok(&["apply", "--server-side", "-f", one.to_str().expect("path")])
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let cm = cms.get("ssa").await.expect("get");
+    assert_eq!(
+        cm.data,
+        Some([("keep".to_string(), "1".to_string())].into())
+    );
+    let labels = cm.metadata.labels.expect("labels");
+    assert!(
+        labels.contains_key("keep") && !labels.contains_key("drop"),
+        "{labels:?}"
+    );
+    let managers: Vec<String> = cm
+        .metadata
+        .managed_fields
+        .expect("managedFields")
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"kubectl".to_string()), "{managers:?}");
+}

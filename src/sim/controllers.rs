@@ -294,12 +294,15 @@ fn admit_service(
         }
         (None, "None") => "None".to_string(),
         (None, "") => {
-            let offset = (2..65535u32)
+            let start = state.ip_cursor.clamp(2, 65534);
+            let offset = (start..65535u32)
+                .chain(2..start)
                 .find(|o| !state.cluster_ips.contains(o))
                 .ok_or_else(|| {
                     status::internal("the ClusterIP range of the simulated cluster is full")
                 })?;
             state.cluster_ips.insert(offset);
+            state.ip_cursor = offset + 1;
             Ipv4Addr::from(base + offset).to_string()
         }
         (None, wanted) => {
@@ -544,23 +547,15 @@ fn collect_garbage(state: &mut State, owner_uid: &str) {
     if owner_uid.is_empty() {
         return;
     }
-    let mut victims = Vec::new();
-    for (key, objs) in &state.objects {
-        for obj in objs.values() {
-            let owned = obj
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid));
-            if owned {
-                victims.push((
-                    key.clone(),
-                    meta_str(obj, "namespace").to_string(),
-                    meta_str(obj, "name").to_string(),
-                    obj.clone(),
-                ));
-            }
-        }
-    }
+    let victims: Vec<(String, String, String, Arc<Value>)> = state
+        .dependents_of(owner_uid)
+        .into_iter()
+        .map(|(key, obj)| {
+            let ns = meta_str(&obj, "namespace").to_string();
+            let name = meta_str(&obj, "name").to_string();
+            (key, ns, name, obj)
+        })
+        .collect();
     for (key, ns, name, obj) in victims {
         let refs_left = obj
             .pointer("/metadata/ownerReferences")
@@ -595,20 +590,12 @@ fn collect_garbage(state: &mut State, owner_uid: &str) {
 /// `propagationPolicy: Orphan`: dependents lose their reference to the owner and stay.
 pub fn orphan_dependents(state: &mut State, owner_uid: &str) {
     let mut changed = Vec::new();
-    for (key, objs) in &state.objects {
-        for obj in objs.values() {
-            if let Some(refs) = obj
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                && refs.iter().any(|r| r["uid"] == owner_uid)
-            {
-                let mut o = (**obj).clone();
-                if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
-                    refs.retain(|r| r["uid"] != owner_uid);
-                }
-                changed.push((key.clone(), o));
-            }
+    for (key, obj) in state.dependents_of(owner_uid) {
+        let mut o = (*obj).clone();
+        if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+            refs.retain(|r| r["uid"] != owner_uid);
         }
+        changed.push((key, o));
     }
     for (key, o) in changed {
         state.put(&key, o, EventType::Modified);
@@ -686,15 +673,13 @@ fn pod_ready(pod: &Value) -> bool {
 /// Keeps one controller-managed EndpointSlice per selector Service in step with its Pods.
 fn reconcile_slices(state: &mut State, ns: &str, svc_name: &str) {
     let key = "discovery.k8s.io/endpointslices";
-    let existing: Vec<Arc<Value>> = state
-        .list(key, Some(ns))
-        .into_iter()
-        .filter(|s| {
-            s.pointer("/metadata/labels").is_some_and(|l| {
-                l[SERVICE_NAME_LABEL] == svc_name && l[MANAGED_BY_LABEL] == SLICE_MANAGED_BY
-            })
-        })
-        .collect();
+    // The controller only manages the slice it named; user-made slices are left alone.
+    let slice_name = format!(
+        "{}-{}",
+        truncate(svc_name, 57),
+        short_hash(&format!("{ns}/{svc_name}"))
+    );
+    let existing: Vec<Arc<Value>> = state.get(key, ns, &slice_name).into_iter().collect();
     let svc = state.get("/services", ns, svc_name);
     let sel = svc.as_deref().and_then(selector_of);
     let (Some(svc), Some(sel)) = (svc, sel) else {

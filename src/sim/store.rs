@@ -2,7 +2,7 @@
 //! for resuming watches, and a broadcast channel that never blocks writers (a lagging watcher
 //! is told `410 Expired` and re-lists, as it would after an etcd compaction).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -43,7 +43,22 @@ pub struct State {
     pub pending: Vec<Arc<Event>>,
     /// Allocated ClusterIP offsets within the cluster's /16.
     pub cluster_ips: std::collections::BTreeSet<u32>,
+    /// Where the next ClusterIP search starts, so allocation stays O(1) amortized.
+    pub ip_cursor: u32,
+    /// Owner uid -> dependents `(key, namespace, name)`, for garbage collection without scans.
+    pub dependents: HashMap<String, BTreeSet<(String, String, String)>>,
     tx: broadcast::Sender<Arc<Event>>,
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl State {
@@ -109,7 +124,17 @@ impl State {
             .objects
             .entry(key.to_string())
             .or_default()
-            .insert((ns.clone(), name), obj.clone());
+            .insert((ns.clone(), name.clone()), obj.clone());
+        let entry = (key.to_string(), ns.clone(), name);
+        if let Some(o) = &old {
+            self.unindex_owners(o, &entry);
+        }
+        for uid in owner_uids(&obj) {
+            self.dependents
+                .entry(uid)
+                .or_default()
+                .insert(entry.clone());
+        }
         self.record(Event {
             rv,
             etype,
@@ -127,6 +152,7 @@ impl State {
             .objects
             .get_mut(key)?
             .remove(&(ns.to_string(), name.to_string()))?;
+        self.unindex_owners(&old, &(key.to_string(), ns.to_string(), name.to_string()));
         let rv = self.next_rv();
         let mut last = (*old).clone();
         set_rv(&mut last, rv);
@@ -140,6 +166,27 @@ impl State {
             old: Some(old),
         });
         Some(last)
+    }
+
+    fn unindex_owners(&mut self, obj: &Value, entry: &(String, String, String)) {
+        for uid in owner_uids(obj) {
+            if let Some(set) = self.dependents.get_mut(&uid) {
+                set.remove(entry);
+                if set.is_empty() {
+                    self.dependents.remove(&uid);
+                }
+            }
+        }
+    }
+
+    /// Objects whose ownerReferences name `uid`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<(String, Arc<Value>)> {
+        let Some(set) = self.dependents.get(uid) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter_map(|(k, ns, name)| self.get(k, ns, name).map(|o| (k.clone(), o)))
+            .collect()
     }
 
     fn record(&mut self, event: Event) {
@@ -198,6 +245,8 @@ impl Store {
                 registry: Arc::new(registry),
                 pending: Vec::new(),
                 cluster_ips: Default::default(),
+                ip_cursor: 2,
+                dependents: HashMap::new(),
                 tx,
             }),
         }

@@ -406,8 +406,15 @@ async fn services_get_unique_cluster_ips_endpoint_slices_and_load_balancer_statu
     .await;
     let (_, slices) = get(&sim, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Da").await;
     assert_eq!(slices["items"], json!([]));
-    let (_, again) = post(&sim, path, svc("c", "ClusterIP")).await;
+    let mut reuse = svc("c", "ClusterIP");
+    reuse["spec"]["clusterIP"] = json!(ip_a);
+    let (s, again) = post(&sim, path, reuse).await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
     assert_eq!(again["spec"]["clusterIP"], ip_a.as_str());
+    let mut taken = svc("d", "ClusterIP");
+    taken["spec"]["clusterIP"] = json!(ip_a);
+    let (s, err) = post(&sim, path, taken).await;
+    assert_eq!(s.as_u16(), 422, "{err}");
 }
 
 #[tokio::test]

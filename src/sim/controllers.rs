@@ -128,7 +128,12 @@ pub fn admit(
             }
         }
         "/services" => admit_service(shared, state, old, obj)?,
-        "/secrets" if old.is_none() => fill_token_secret(shared, state, obj)?,
+        "/secrets" => {
+            admit_secret(obj);
+            if old.is_none() {
+                fill_token_secret(shared, state, obj)?;
+            }
+        }
         "/pods" if obj.pointer("/status/phase").is_none() => {
             obj["status"]["phase"] = json!("Pending");
         }
@@ -369,6 +374,31 @@ fn admit_service(
         }
     }
     Ok(())
+}
+
+/// `stringData` is write-only: it is merged into `data` (base64) and dropped; `type`
+/// defaults to `Opaque`.
+fn admit_secret(obj: &mut Value) {
+    use base64::Engine as _;
+    if obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        obj["type"] = json!("Opaque");
+    }
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    if let Some(map) = string_data.as_object() {
+        if !obj.get("data").is_some_and(Value::is_object) {
+            obj["data"] = json!({});
+        }
+        for (k, v) in map {
+            let text = v.as_str().unwrap_or_default();
+            obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
 }
 
 fn fill_token_secret(shared: &Shared, state: &State, obj: &mut Value) -> Result<(), ApiError> {

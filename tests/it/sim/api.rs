@@ -573,3 +573,119 @@ async fn fault_api_is_admin_only_and_fails_writes_on_request() {
     let (s, _) = pending.await.expect("task");
     assert_eq!(s, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn secrets_store_string_data_as_base64_data_and_default_to_opaque() {
+    let sim = start_sim("api-secrets").await;
+    let (s, v) = post(
+        &sim,
+        "/api/v1/namespaces/default/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["type"], "Opaque");
+    assert_eq!(v["data"], json!({"k": "dg=="}));
+    assert!(v.get("stringData").is_none());
+}
+
+#[tokio::test]
+async fn watches_replay_close_on_timeout_and_report_expired_versions_in_the_stream() {
+    let sim = start_sim("api-watch").await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (_, first) = post(&sim, path, cm("w1")).await;
+    let rv: u64 = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .parse()
+        .expect("int");
+    post(&sim, path, cm("w2")).await;
+    // Replay from before w2, then the stream ends at timeoutSeconds.
+    let (s, body) = get(
+        &sim,
+        &format!("{path}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let text = body
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "w2");
+
+    sim.cluster.faults().compact();
+    let (s, body) = get(&sim, &format!("{path}?watch=true&resourceVersion={rv}")).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "410 goes in the stream, not in the HTTP status"
+    );
+    assert_eq!(body["type"], "ERROR");
+    assert_eq!(body["object"]["code"], 410);
+    assert_eq!(body["object"]["reason"], "Expired");
+    assert!(
+        body["object"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("too old resource version: {rv} ("))),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn only_callers_allowed_to_impersonate_may_do_so() {
+    let sim = start_sim("api-impersonate").await;
+    post(
+        &sim,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bot"}}),
+    )
+    .await;
+    let token = sim
+        .cluster
+        .service_account_token("default", "bot", std::time::Duration::from_secs(600))
+        .expect("token");
+    let bot = sim.cluster.client_with_token(&token).await.expect("client");
+    let as_user = |client: kube::Client| async move {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+            .header("content-type", "application/json")
+            .header("impersonate-user", "jane")
+            .header("impersonate-group", "devs")
+            .body(
+                br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#.to_vec(),
+            )
+            .expect("request");
+        let resp = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .expect("sent");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            serde_json::from_slice::<Value>(&bytes).expect("json"),
+        )
+    };
+    let (s, v) = as_user(sim.client.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["status"]["userInfo"]["username"], "jane");
+    assert!(
+        v["status"]["userInfo"]["groups"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("devs")))
+    );
+    let denied = as_user(bot).await;
+    assert_status(
+        &denied,
+        403,
+        "Forbidden",
+        "users \"jane\" is forbidden: User \"system:serviceaccount:default:bot\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+    );
+}

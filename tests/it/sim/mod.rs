@@ -5,6 +5,7 @@
 mod api;
 mod kube_rs;
 mod kubectl;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::Output;

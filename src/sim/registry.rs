@@ -162,6 +162,7 @@ const BUILTINS: &[B] = &[
     b("", "v1", "ConfigMap", "configmaps", true, &["cm"], &[]),
     b("", "v1", "Pod", "pods", true, &["po"], &[Sub::Status]),
     b("", "v1", "Event", "events", true, &["ev"], &[]),
+    b("events.k8s.io", "v1", "Event", "events", true, &["ev"], &[]),
     b("", "v1", "Node", "nodes", false, &["no"], &[Sub::Status]),
     b(
         "apps",

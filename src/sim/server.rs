@@ -415,6 +415,24 @@ async fn route(ctx: Ctx) -> Result<Reply, ApiError> {
             }
             super::faults::handle_http(&ctx)
         }
+        [".well-known", "openid-configuration"] => {
+            non_resource(&ctx)?;
+            let issuer = ctx.shared.issuer.clone();
+            Ok(Reply::json(
+                200,
+                json!({
+                    "issuer": issuer,
+                    "jwks_uri": format!("https://{}/openid/v1/jwks", ctx.shared.addr()),
+                    "response_types_supported": ["id_token"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": ["ES256"],
+                }),
+            ))
+        }
+        ["openid", "v1", "jwks"] => {
+            non_resource(&ctx)?;
+            Ok(Reply::json(200, ctx.shared.signer.jwks()))
+        }
         ["api"] => {
             non_resource(&ctx)?;
             Ok(discovery::api_root(&ctx, &registry))

@@ -477,6 +477,10 @@ async fn service_account_tokens_die_with_their_service_account() {
         "Forbidden",
         "configmaps is forbidden: User \"system:serviceaccount:default:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\"",
     );
+    // Service accounts may read the issuer's keys (OIDC discovery), as on a real cluster.
+    let (s, jwks) = raw(&bot, Method::GET, "/openid/v1/jwks", "application/json", &Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
     // A legacy token Secret gets token, ca.crt and namespace filled in.
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bot-token",
         "annotations": {"kubernetes.io/service-account.name": "bot"}}, "type": "kubernetes.io/service-account-token"});

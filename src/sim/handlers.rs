@@ -213,17 +213,21 @@ fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {
     if ct.starts_with("application/yaml") || ct.contains("yaml") {
         let text = std::str::from_utf8(&ctx.body)
             .map_err(|_| status::bad_request("the request body is not UTF-8"))?;
-        return serde_saphyr::from_str(text)
-            .map_err(|e| status::bad_request(format!("could not decode the YAML body: {e}")));
+        let v: Value = serde_saphyr::from_str(text)
+            .map_err(|e| status::bad_request(format!("could not decode the YAML body: {e}")))?;
+        validate_shape(&v)?;
+        return Ok(v);
     }
     if ct.starts_with(proto::PROTOBUF_CONTENT_TYPE) {
         return Err(status::unsupported_media_type(ct));
     }
-    serde_json::from_slice(&ctx.body).map_err(|e| {
+    let v: Value = serde_json::from_slice(&ctx.body).map_err(|e| {
         status::bad_request(format!(
             "the request body could not be decoded as JSON: {e}"
         ))
-    })
+    })?;
+    validate_shape(&v)?;
+    Ok(v)
 }
 
 pub fn now_rfc3339() -> String {
@@ -246,6 +250,77 @@ fn field_manager(ctx: &Ctx) -> String {
 
 fn dry_run(ctx: &Ctx) -> bool {
     ctx.q("dryRun") == Some("All")
+}
+
+/// Rejects bodies whose well-known fields have the wrong JSON type, as the API server's decoder
+/// would (400), so that the rest of the server can rely on the shape.
+fn validate_shape(obj: &Value) -> Result<(), ApiError> {
+    let bad = |field: &str, want: &str| {
+        Err(status::bad_request(format!(
+            "the request body could not be decoded: {field} must be {want}"
+        )))
+    };
+    let is_obj_or_absent = |v: Option<&Value>| v.is_none_or(|v| v.is_object() || v.is_null());
+    if !obj.is_object() {
+        return bad("the object", "a JSON object");
+    }
+    for field in ["metadata", "spec", "status"] {
+        if !is_obj_or_absent(obj.get(field)) {
+            return bad(field, "an object");
+        }
+    }
+    let meta = obj.get("metadata");
+    for field in ["labels", "annotations"] {
+        if let Some(m) = meta.and_then(|m| m.get(field)).filter(|v| !v.is_null()) {
+            match m.as_object() {
+                Some(map) if map.values().all(Value::is_string) => {}
+                _ => return bad(&format!("metadata.{field}"), "a map of strings"),
+            }
+        }
+    }
+    for field in [
+        "name",
+        "namespace",
+        "generateName",
+        "resourceVersion",
+        "uid",
+    ] {
+        if meta
+            .and_then(|m| m.get(field))
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            return bad(&format!("metadata.{field}"), "a string");
+        }
+    }
+    if let Some(refs) = meta
+        .and_then(|m| m.get("ownerReferences"))
+        .filter(|v| !v.is_null())
+        && !refs
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_object))
+    {
+        return bad("metadata.ownerReferences", "a list of objects");
+    }
+    if let Some(f) = meta
+        .and_then(|m| m.get("finalizers"))
+        .filter(|v| !v.is_null())
+        && !f.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        return bad("metadata.finalizers", "a list of strings");
+    }
+    for field in ["data", "stringData"] {
+        if !is_obj_or_absent(obj.get(field)) {
+            return bad(field, "an object");
+        }
+    }
+    if let Some(ports) = obj.pointer("/spec/ports").filter(|v| !v.is_null())
+        && !ports
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_object))
+    {
+        return bad("spec.ports", "a list of objects");
+    }
+    Ok(())
 }
 
 /// Checks kind/apiVersion/namespace of a body against the request and fills them in.
@@ -428,6 +503,7 @@ fn finish_update(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
+    validate_shape(&new)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
     if info.sub.as_deref() == Some("status") {
@@ -580,9 +656,7 @@ fn patch_object(
     let now = now_rfc3339();
     if is_apply {
         let mut applied = body;
-        if !applied.is_object() {
-            return Err(status::bad_request("the apply patch must be an object"));
-        }
+        validate_shape(&applied)?;
         let applied_name = meta_str(&applied, "name");
         if !applied_name.is_empty() && applied_name != name {
             return Err(status::bad_request(format!(
@@ -977,8 +1051,10 @@ fn review_body(
         .header("content-type")
         .starts_with(proto::PROTOBUF_CONTENT_TYPE)
     {
-        return decode(&ctx.body)
-            .map_err(|e| status::bad_request(format!("could not decode the protobuf body: {e}")));
+        let v = decode(&ctx.body)
+            .map_err(|e| status::bad_request(format!("could not decode the protobuf body: {e}")))?;
+        validate_shape(&v)?;
+        return Ok(v);
     }
     parse_body(ctx)
 }

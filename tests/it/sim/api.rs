@@ -478,7 +478,14 @@ async fn service_account_tokens_die_with_their_service_account() {
         "configmaps is forbidden: User \"system:serviceaccount:default:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\"",
     );
     // Service accounts may read the issuer's keys (OIDC discovery), as on a real cluster.
-    let (s, jwks) = raw(&bot, Method::GET, "/openid/v1/jwks", "application/json", &Value::Null).await;
+    let (s, jwks) = raw(
+        &bot,
+        Method::GET,
+        "/openid/v1/jwks",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
     // A legacy token Secret gets token, ca.crt and namespace filled in.
@@ -692,4 +699,39 @@ async fn only_callers_allowed_to_impersonate_may_do_so() {
         "Forbidden",
         "users \"jane\" is forbidden: User \"system:serviceaccount:default:bot\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
     );
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_bad_requests_not_crashes() {
+    let sim = start_sim("api-malformed").await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    for body in [
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": "x"}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "labels": {"a": 1}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": ["x"]}),
+        json!(["not", "an", "object"]),
+    ] {
+        let resp = post(&sim, path, body).await;
+        assert_eq!(resp.0, StatusCode::BAD_REQUEST, "{}", resp.1);
+        assert_eq!(resp.1["reason"], "BadRequest");
+    }
+    post(&sim, path, cm("m")).await;
+    let resp = raw(
+        &sim.client,
+        Method::PATCH,
+        &format!("{path}/m"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": "x"}}),
+    )
+    .await;
+    assert_eq!(resp.0, StatusCode::BAD_REQUEST, "{}", resp.1);
+    let resp = post(
+        &sim,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        json!([1]),
+    )
+    .await;
+    assert_eq!(resp.0, StatusCode::BAD_REQUEST, "{}", resp.1);
+    // The server is still fine.
+    assert_eq!(get(&sim, &format!("{path}/m")).await.0, StatusCode::OK);
 }

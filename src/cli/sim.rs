@@ -109,9 +109,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         kubeconfig_out,
     } = config;
     let mut clusters = Vec::new();
-    for name in &names {
+    for (i, name) in names.iter().enumerate() {
         let mut c = SimConfig::new(name);
         c.addr = addr;
+        // Distinct ClusterIP ranges keep mirrored and local addresses apart across clusters.
+        c.cluster_ip_base = std::net::Ipv4Addr::new(127, 10u8.saturating_add(i as u8), 0, 0);
         let cluster = SimCluster::start(c)
             .await
             .with_context(|| format!("could not start simulated cluster {name}"))?;

@@ -271,3 +271,27 @@ async fn streaming_list_watch_reaches_init_done() {
         "the initial-events-end bookmark must end the initial list"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_cluster_refuses_requests_until_it_is_back() {
+    let sim = start_sim("kr-outage").await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    api.get("kube-root-ca.crt").await.expect("reachable");
+    sim.cluster
+        .faults()
+        .unreachable_for(Duration::from_secs(600));
+    assert!(
+        api.get("kube-root-ca.crt").await.is_err(),
+        "requests must fail during an outage"
+    );
+    sim.cluster.faults().reachable();
+    eventually(
+        Duration::from_secs(10),
+        "the cluster to answer again",
+        || {
+            let api = api.clone();
+            async move { api.get("kube-root-ca.crt").await.ok() }
+        },
+    )
+    .await;
+}

@@ -23,7 +23,7 @@ use super::table;
 /// Server-side default when the client gives no timeoutSeconds (kube-apiserver picks 30-60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Chunks buffered toward one client before its task waits for the socket.
-const CHANNEL_DEPTH: usize = 256;
+const CHANNEL_DEPTH: usize = 8;
 
 struct WatchSpec {
     rt: Arc<ResourceType>,

@@ -295,3 +295,35 @@ async fn an_unreachable_cluster_refuses_requests_until_it_is_back() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_stuck_watcher_does_not_block_writers_and_is_told_to_relist() {
+    let mut config = mc::sim::SimConfig::new("kr-slow");
+    config.watch_buffer = 16;
+    let sim = super::start_sim_with(config).await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let list = api.list(&Default::default()).await.expect("list");
+    let rv = list.metadata.resource_version.expect("rv");
+    let stream = api
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .expect("watch");
+    // Nobody reads the watch while 300 large objects are written: socket buffers fill, the
+    // watcher falls behind, and the writes still all succeed.
+    let big = "x".repeat(100_000);
+    for i in 0..300 {
+        api.create(&PostParams::default(), &cm(&format!("big-{i}"), &big))
+            .await
+            .expect("write not blocked by a stuck watcher");
+    }
+    futures::pin_mut!(stream);
+    let mut expired = false;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+        if let Ok(kube::api::WatchEvent::Error(e)) = ev {
+            assert_eq!(e.code, 410);
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "the lagging watcher must get an in-stream 410");
+}

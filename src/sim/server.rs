@@ -81,6 +81,10 @@ impl Shared {
             issuer,
             addr: OnceLock::new(),
         });
+        // The `kubernetes` Service seeded below names the real port.
+        if let Ok(addr) = listener.local_addr() {
+            shared.set_addr(addr);
+        }
         controllers::seed(&shared);
         Ok((shared, listener))
     }

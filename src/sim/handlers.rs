@@ -1224,6 +1224,23 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
             "Invalid value: may not specify a duration less than 10 minutes",
         ));
     }
+    // A token bound to a Secret dies with it (Pods are not run, so only Secrets are bound).
+    let (secret_name, secret_uid) = match body.pointer("/spec/boundObjectRef") {
+        Some(r) if r.get("kind").and_then(Value::as_str) == Some("Secret") => {
+            let secret = r.get("name").and_then(Value::as_str).unwrap_or("");
+            let obj = ctx
+                .shared
+                .store
+                .lock()
+                .get("/secrets", &ns, secret)
+                .ok_or_else(|| status::not_found("", "secrets", secret))?;
+            (
+                Some(secret.to_string()),
+                Some(meta_str(&obj, "uid").to_string()),
+            )
+        }
+        _ => (None, None),
+    };
     let now = controllers::now_unix();
     let claims = ServiceAccountClaims {
         issuer: ctx.shared.issuer.clone(),
@@ -1233,8 +1250,8 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
         namespace: ns.clone(),
         service_account_name: name.to_string(),
         service_account_uid: meta_str(&sa, "uid").to_string(),
-        secret_name: None,
-        secret_uid: None,
+        secret_name,
+        secret_uid,
     };
     let token = ctx
         .shared

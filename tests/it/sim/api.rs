@@ -496,6 +496,42 @@ async fn service_account_tokens_die_with_their_service_account() {
     for key in ["token", "ca.crt", "namespace"] {
         assert!(sec["data"][key].is_string(), "{key} missing in {sec}");
     }
+    // A token bound to that Secret stops working when the Secret goes.
+    let (s, tr) = post(
+        &sim,
+        "/api/v1/namespaces/default/serviceaccounts/bot/token",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "bot-token"}}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let bound = sim
+        .cluster
+        .client_with_token(tr["status"]["token"].as_str().expect("token"))
+        .await
+        .expect("client");
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let path = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    assert_eq!(
+        raw(&bound, Method::POST, path, "application/json", &review)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    raw(
+        &sim.client,
+        Method::DELETE,
+        "/api/v1/namespaces/default/secrets/bot-token",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        raw(&bound, Method::POST, path, "application/json", &review)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     raw(
         &sim.client,
         Method::DELETE,

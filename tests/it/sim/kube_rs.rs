@@ -327,3 +327,27 @@ async fn a_stuck_watcher_does_not_block_writers_and_is_told_to_relist() {
     }
     assert!(expired, "the lagging watcher must get an in-stream 410");
 }
+
+#[tokio::test]
+async fn metadata_watcher_lists_and_watches() {
+    let sim = start_sim("kr-metadata").await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(sim.client.clone(), "default");
+    let stream = watcher(meta, watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    api.create(&PostParams::default(), &cm("meta", "1"))
+        .await
+        .expect("created");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = false;
+    while let Ok(Some(Ok(obj))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if obj.metadata.name.as_deref() == Some("meta") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the metadata watcher must see the ConfigMap");
+}

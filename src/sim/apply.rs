@@ -495,26 +495,18 @@ fn merge_applied(ctx: &Ctx<'_>, live: &mut Value, applied: &Value, names: &mut V
         (Value::Array(l), Value::Array(a)) => match ctx.list_type(names) {
             ListType::Atomic => *l = a.iter().map(strip_nulls).collect(),
             ListType::Set => {
-                for item in a {
-                    if !l.contains(item) {
-                        l.push(item.clone());
-                    }
-                }
+                let key = |v: &Value| Some(v.to_string());
+                *l = merge_list_items(l, a, key, |live, applied| {
+                    live.cloned().unwrap_or_else(|| applied.clone())
+                });
             }
             ListType::Map { ssa_keys, .. } => {
-                for item in a {
-                    let Ok(key) = item_key(item, ssa_keys) else {
-                        continue;
-                    };
-                    match find_item(l, &key, ssa_keys).map(|(i, _)| i) {
-                        Some(i) => merge_applied(ctx, &mut l[i], item, names),
-                        None => {
-                            let mut fresh = json!({});
-                            merge_applied(ctx, &mut fresh, item, names);
-                            l.push(fresh);
-                        }
-                    }
-                }
+                let key = |v: &Value| item_key(v, ssa_keys).ok();
+                *l = merge_list_items(l, a, key, |live, applied| {
+                    let mut out = live.cloned().unwrap_or_else(|| json!({}));
+                    merge_applied(ctx, &mut out, applied, names);
+                    out
+                });
             }
         },
         (live, applied) => {
@@ -527,6 +519,73 @@ fn merge_applied(ctx: &Ctx<'_>, live: &mut Value, applied: &Value, names: &mut V
             }
         }
     }
+}
+
+/// The item order of structured-merge-diff's list merge (`visitListItems`): live-only items
+/// keep their place, applied items come in applied order, and items present in both move to
+/// where the applied configuration puts them relative to each other.
+fn merge_list_items(
+    live: &[Value],
+    applied: &[Value],
+    key: impl Fn(&Value) -> Option<String>,
+    mut merge: impl FnMut(Option<&Value>, &Value) -> Value,
+) -> Vec<Value> {
+    let lkeys: Vec<Option<String>> = live.iter().map(&key).collect();
+    let rkeys: Vec<Option<String>> = applied.iter().map(&key).collect();
+    let in_rhs = |k: &Option<String>| k.is_some() && rkeys.contains(k);
+    let mut shared: std::collections::VecDeque<&Option<String>> = rkeys
+        .iter()
+        .filter(|k| k.is_some() && lkeys.contains(k))
+        .collect();
+    let mut next_shared = shared.pop_front();
+    let mut merged_rhs: Vec<&Option<String>> = Vec::new();
+    let live_item = |k: &Option<String>| {
+        lkeys
+            .iter()
+            .position(|lk| lk.is_some() && lk == k)
+            .and_then(|i| live.get(i))
+    };
+    let mut out = Vec::with_capacity(live.len() + applied.len());
+    let (mut li, mut ri) = (0, 0);
+    while li < live.len() || ri < applied.len() {
+        if li < live.len() && ri < applied.len() {
+            if lkeys[li].is_some() && lkeys[li] == rkeys[ri] {
+                merged_rhs.push(&rkeys[ri]);
+                out.push(merge(Some(&live[li]), &applied[ri]));
+                li += 1;
+                ri += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if in_rhs(&lkeys[li]) && next_shared.is_some_and(|n| *n != lkeys[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            if !in_rhs(&lkeys[li]) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if merged_rhs.contains(&&lkeys[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if ri < applied.len() {
+            let k = &rkeys[ri];
+            if k.is_some() {
+                merged_rhs.push(k);
+                out.push(merge(live_item(k), &applied[ri]));
+            }
+            ri += 1;
+            if next_shared.is_some_and(|n| n == k) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    out
 }
 
 fn empty_like(v: &Value) -> Value {
@@ -1208,6 +1267,28 @@ mod tests {
         let got = server_side_apply(Some(&live), &applied, "mgr", false, T1).unwrap();
         assert_eq!(got["spec"]["selector"], json!({"app":"web2"}));
         assert_eq!(managed(&got)[0].2["f:spec"]["f:selector"], json!({}));
+    }
+
+    #[test]
+    fn list_order_follows_structured_merge_diff() {
+        let names = |v: &Value| -> Vec<String> {
+            v["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let port = |name: &str, port: i64| json!({"name":name,"port":port});
+        let live = service(json!([port("a", 1), port("b", 2), port("extra", 3)]));
+        // Shared items take the applied order, live-only items stay where the walk meets them,
+        // new items come in applied order (structured-merge-diff's visitListItems).
+        let applied = service(json!([port("b", 2), port("a", 1), port("new", 4)]));
+        let got = server_side_apply(Some(&live), &applied, "m", false, T1).unwrap();
+        assert_eq!(names(&got), ["b", "extra", "a", "new"]);
+        let applied = service(json!([port("new", 4), port("a", 1)]));
+        let got = server_side_apply(Some(&live), &applied, "m", false, T1).unwrap();
+        assert_eq!(names(&got), ["new", "a", "b", "extra"]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Decoding of the two protobuf request bodies kubectl's typed clients send and the server
-//! must accept (k8s-api-surface.md §6): `SelfSubjectAccessReview` (`kubectl auth can-i`)
-//! and `TokenRequest` (`kubectl create token`). Answering 415 makes those commands fail.
+//! Decoding of the protobuf request bodies kubectl's typed clients send and the server must
+//! accept (k8s-api-surface.md §6): `SelfSubjectAccessReview` (`kubectl auth can-i`),
+//! `TokenRequest` (`kubectl create token`), and also `SelfSubjectRulesReview`
+//! (`kubectl auth can-i --list`) and `SelfSubjectReview` (`kubectl auth whoami`).
+//! Answering 415 makes those commands fail.
 //!
 //! The body is the magic `k8s\0` followed by a `runtime.Unknown` message
 //! `{1 typeMeta{1 apiVersion, 2 kind}, 2 raw, 3 contentEncoding, 4 contentType}` whose `raw`
@@ -407,6 +409,60 @@ pub fn decode_token_request(body: &[u8]) -> Result<Value, ProtoError> {
     }))
 }
 
+/// `authorization.k8s.io/v1` SelfSubjectRulesReview (`kubectl auth can-i --list`):
+/// `spec{1 namespace}`.
+pub fn decode_self_subject_rules_review(body: &[u8]) -> Result<Value, ProtoError> {
+    let env = envelope(body)?;
+    check_kind(&env, "SelfSubjectRulesReview")?;
+    let mut metadata = json!({});
+    let mut spec = json!({});
+    each_field(
+        env.raw,
+        env.raw_offset,
+        |number, bytes, offset| {
+            match number {
+                1 => metadata = object_meta(bytes, offset)?,
+                2 => spec = string_fields(bytes, offset, &["namespace"])?,
+                _ => {}
+            }
+            Ok(())
+        },
+        |_, _| {},
+    )?;
+    Ok(json!({
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": metadata,
+        "spec": spec,
+    }))
+}
+
+/// `authentication.k8s.io` SelfSubjectReview (`kubectl auth whoami`), which carries nothing
+/// but metadata; kubectl tries v1, then v1beta1, then v1alpha1, and the reply keeps the
+/// version it was asked in.
+pub fn decode_self_subject_review(body: &[u8]) -> Result<Value, ProtoError> {
+    let env = envelope(body)?;
+    check_kind(&env, "SelfSubjectReview")?;
+    let mut metadata = json!({});
+    each_field(
+        env.raw,
+        env.raw_offset,
+        |number, bytes, offset| {
+            if number == 1 {
+                metadata = object_meta(bytes, offset)?;
+            }
+            Ok(())
+        },
+        |_, _| {},
+    )?;
+    let api_version = if env.api_version.is_empty() {
+        "authentication.k8s.io/v1".to_string()
+    } else {
+        env.api_version.clone()
+    };
+    Ok(json!({"kind": "SelfSubjectReview", "apiVersion": api_version, "metadata": metadata}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +715,8 @@ mod tests {
             };
             let _ = decode_self_subject_access_review(&body);
             let _ = decode_token_request(&body);
+            let _ = decode_self_subject_rules_review(&body);
+            let _ = decode_self_subject_review(&body);
         }
     }
 
@@ -716,6 +774,33 @@ mod tests {
                 );
                 assert!(decode_token_request(&b[..cut]).is_err(), "{cut}");
             }
+        }
+    }
+
+    const REAL_CAN_I_LIST_IN_DEMO: &str = "6b3873000a310a17617574686f72697a6174696f6e2e6b38732e696f2f7631121653656c665375626a65637452756c657352657669657712200a100a0012001a0022002a0032003800420012060a0464656d6f1a04180022001a002200";
+    const REAL_WHOAMI_V1: &str = "6b3873000a2d0a1861757468656e7469636174696f6e2e6b38732e696f2f7631121153656c665375626a656374526576696577121a0a100a0012001a0022002a0032003800420012060a040a0012001a002200";
+    const REAL_WHOAMI_V1BETA1: &str = "6b3873000a320a1d61757468656e7469636174696f6e2e6b38732e696f2f76316265746131121153656c665375626a656374526576696577121a0a100a0012001a0022002a0032003800420012060a040a0012001a002200";
+
+    #[test]
+    fn rules_review_and_whoami_bodies_from_real_kubectl_decode() {
+        let body = |h: &str| hex::decode(h).unwrap();
+        let rules = decode_self_subject_rules_review(&body(REAL_CAN_I_LIST_IN_DEMO)).unwrap();
+        assert_eq!(
+            rules,
+            json!({"kind":"SelfSubjectRulesReview","apiVersion":"authorization.k8s.io/v1",
+                   "metadata":{},"spec":{"namespace":"demo"}})
+        );
+        let who = decode_self_subject_review(&body(REAL_WHOAMI_V1)).unwrap();
+        assert_eq!(who["apiVersion"], "authentication.k8s.io/v1");
+        let who = decode_self_subject_review(&body(REAL_WHOAMI_V1BETA1)).unwrap();
+        assert_eq!(who["apiVersion"], "authentication.k8s.io/v1beta1");
+        assert!(matches!(
+            decode_self_subject_review(&body(REAL_CAN_I_LIST_IN_DEMO)),
+            Err(ProtoError::WrongKind { .. })
+        ));
+        let b = body(REAL_WHOAMI_V1);
+        for cut in 0..b.len() - 4 {
+            assert!(decode_self_subject_review(&b[..cut]).is_err(), "{cut}");
         }
     }
 }

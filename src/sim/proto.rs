@@ -721,14 +721,7 @@ const DEPLOYMENT: &[Field] = &[
         Msg(&[
             Field(1, "replicas", IntP),
             Field(2, "selector", Msg(LABEL_SELECTOR)),
-            Field(
-                3,
-                "template",
-                Msg(&[
-                    Field(1, "metadata", Msg(OBJECT_META)),
-                    Field(2, "spec", Msg(POD_SPEC)),
-                ]),
-            ),
+            Field(3, "template", Msg(POD_TEMPLATE_SPEC)),
             Field(
                 4,
                 "strategy",
@@ -752,6 +745,41 @@ const DEPLOYMENT: &[Field] = &[
     ),
 ];
 
+const POD_TEMPLATE_SPEC: &[Field] = &[
+    Field(1, "metadata", Msg(OBJECT_META)),
+    Field(2, "spec", Msg(POD_SPEC)),
+];
+const POD_DISRUPTION_BUDGET: &[Field] = &[
+    Field(1, "metadata", Msg(OBJECT_META)),
+    Field(
+        2,
+        "spec",
+        Msg(&[
+            Field(1, "minAvailable", IntOrString),
+            Field(2, "selector", Msg(LABEL_SELECTOR)),
+            Field(3, "maxUnavailable", IntOrString),
+            Field(4, "unhealthyPodEvictionPolicy", Str),
+        ]),
+    ),
+];
+const JOB: &[Field] = &[
+    Field(1, "metadata", Msg(OBJECT_META)),
+    Field(
+        2,
+        "spec",
+        Msg(&[
+            Field(1, "parallelism", IntP),
+            Field(2, "completions", IntP),
+            Field(3, "activeDeadlineSeconds", IntP),
+            Field(4, "selector", Msg(LABEL_SELECTOR)),
+            Field(5, "manualSelector", BoolP),
+            Field(6, "template", Msg(POD_TEMPLATE_SPEC)),
+            Field(7, "backoffLimit", IntP),
+            Field(8, "ttlSecondsAfterFinished", IntP),
+        ]),
+    ),
+];
+
 /// The kinds `kubectl create <kind>` sends as protobuf, with the schema of their fields.
 fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     Some(match (api_version, kind) {
@@ -761,6 +789,8 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("batch/v1", "Job") => JOB,
+        ("policy/v1", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
         ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
@@ -897,7 +927,8 @@ fn push(out: &mut Map<String, Value>, key: String, v: Value) {
 
 /// Any protobuf body kubectl sends to create or replace an object: the review and token
 /// kinds, and the kinds `kubectl create <kind>` generates (Namespace, Secret, ConfigMap,
-/// ServiceAccount, Service, Deployment, Role, ClusterRole, RoleBinding, ClusterRoleBinding).
+/// ServiceAccount, Service, Deployment, Job, PodDisruptionBudget, Role, ClusterRole,
+/// RoleBinding, ClusterRoleBinding).
 /// Returns the object as the equivalent JSON request would have carried it.
 pub fn decode_object(body: &[u8]) -> Result<Value, ProtoError> {
     let env = envelope(body)?;
@@ -1279,6 +1310,14 @@ mod tests {
     fn kubectl_create_bodies_decode_to_the_json_kubectl_would_send() {
         let cases: &[(&str, &str)] = &[
             (
+                "6b3873000a0f0a0862617463682f763112034a6f621286010a150a016a12001a0464656d6f22002a00320038004200126332610a100a0012001a0022002a00320038004200124d122a0a016a120762757379626f781a046563686f1a0268692a0042006a007200800100880100900100a201001a054e65766572320042004a0052005800600068008201008a01009a0100c201001a082000280030003a001a002200",
+                r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j","namespace":"demo"},"spec":{"template":{"metadata":{},"spec":{"containers":[{"command":["echo","hi"],"image":"busybox","name":"j","resources":{}}],"restartPolicy":"Never"}}}}"#,
+            ),
+            (
+                "6b3873000a200a09706f6c6963792f76311213506f6444697372757074696f6e427564676574123b0a150a017012001a0464656d6f22002a0032003800420012160a06080010011a00120c0a0a0a0361707012037765621a0a080018002000280030001a002200",
+                r#"{"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"name":"p","namespace":"demo"},"spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"web"}}}}"#,
+            ),
+            (
                 "6b3873000a0f0a02763112094e616d65737061636512190a110a017812001a0022002a0032003800420012001a020a001a002200",
                 r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"},"spec":{},"status":{}}"#,
             ),
@@ -1325,7 +1364,8 @@ mod tests {
             assert_eq!(got, want);
         }
         // A kind without a schema is refused with a message that says what to do.
-        let mut other = hex::decode(cases[0].0).unwrap();
+        let namespace_body = cases.iter().find(|c| c.1.contains("Namespace")).unwrap().0;
+        let mut other = hex::decode(namespace_body).unwrap();
         let at = other.windows(9).position(|w| w == b"Namespace").unwrap();
         other[at..at + 9].copy_from_slice(b"Namespacf");
         let err = decode_object(&other).unwrap_err();

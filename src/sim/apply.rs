@@ -1507,4 +1507,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn conflict_with_update_manager_reads_like_kube_apiserver() {
+        // The brief's example: "other" wrote .spec.x with a plain update of a v1 object.
+        let old = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}});
+        let mut live =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{"x":"a"}});
+        track_update(Some(&old), &mut live, "other", T1);
+        let applied =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{"x":"b"}});
+        let err = server_side_apply(Some(&live), &applied, "mine", false, T2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"other\" using v1: .spec.x"
+        );
+        let ApplyError::Conflict { causes } = err else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            causes,
+            vec![ApplyConflict {
+                manager: "other".into(),
+                field: ".spec.x".into(),
+                message: "conflict with \"other\" using v1".into(),
+            }]
+        );
+        let forced = server_side_apply(Some(&live), &applied, "mine", true, T2).unwrap();
+        assert_eq!(forced["spec"]["x"], "b");
+    }
 }

@@ -690,12 +690,35 @@ fn write_entries(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
+/// What an apply through `/status` may touch: identity, and `status`.
+fn status_part(applied: &Value) -> Value {
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = applied.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    let mut meta = Map::new();
+    for k in ["name", "namespace"] {
+        if let Some(v) = applied.pointer(&format!("/metadata/{k}")) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    out.insert("metadata".into(), Value::Object(meta));
+    if let Some(status) = applied.get("status") {
+        out.insert("status".into(), status.clone());
+    }
+    Value::Object(out)
+}
+
 fn str_field<'v>(v: &'v Value, k: &str) -> &'v str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Server-side apply of `applied` by `manager`. Returns the new object (server-set metadata
-/// such as resourceVersion still to be set by the caller); `live` None means create.
+/// Server-side apply of `applied` by `manager` to the main resource. Returns the new object
+/// (server-set metadata such as resourceVersion still to be set by the caller); `live` None
+/// means create. For kinds with a status subresource the caller drops `status` from
+/// `applied` first, as kube-apiserver ignores it on the main resource.
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -703,6 +726,29 @@ pub fn server_side_apply(
     force: bool,
     now: &str,
 ) -> Result<Value, ApplyError> {
+    server_side_apply_to(live, applied, manager, None, force, now)
+}
+
+/// Server-side apply through a subresource (`Some("status")` for `PATCH …/status` with an
+/// apply patch). Only `status` of the applied configuration counts and nothing else of the
+/// object changes; ownership goes to a separate entry with `subresource: status`, so a
+/// manager that applies both spec (main resource) and status (subresource) never prunes one
+/// with the other — as in kube-apiserver.
+pub fn server_side_apply_to(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    force: bool,
+    now: &str,
+) -> Result<Value, ApplyError> {
+    let status_only;
+    let applied = if subresource == Some("status") {
+        status_only = status_part(applied);
+        &status_only
+    } else {
+        applied
+    };
     if manager.is_empty() {
         return Err(ApplyError::Invalid(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
@@ -740,8 +786,9 @@ pub fn server_side_apply(
     let ctx = Ctx { api_version, kind };
     let new_set = applied_set(&ctx, applied)?;
     let mut entries = read_entries(live);
-    let mine =
-        |e: &Entry| e.manager == manager && e.operation == OP_APPLY && e.subresource.is_none();
+    let mine = |e: &Entry| {
+        e.manager == manager && e.operation == OP_APPLY && e.subresource.as_deref() == subresource
+    };
     let previous = entries
         .iter()
         .find(|e| mine(e))
@@ -808,7 +855,7 @@ pub fn server_side_apply(
         operation: OP_APPLY.into(),
         api_version: api_version.to_string(),
         time: Some(now.to_string()),
-        subresource: None,
+        subresource: subresource.map(str::to_string),
         set: new_set,
     };
     match entries.iter_mut().find(|e| mine(e)) {
@@ -985,6 +1032,18 @@ fn valid_entry(e: &Value) -> bool {
 /// fields that changed between `old` and `new` (others lose them), and fields that no longer
 /// exist lose their owners. See [`base_entries`] for `managedFields` sent by the client.
 pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
+    track_update_to(old, new, manager, None, now);
+}
+
+/// [`track_update`] for a write through a subresource (`Some("status")`): the writer's
+/// ownership is recorded in its own entry with `subresource`, like kube-apiserver does.
+pub fn track_update_to(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
     let api_version = str_field(new, "apiVersion").to_string();
     let kind = str_field(new, "kind").to_string();
     let ctx = Ctx {
@@ -1025,7 +1084,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &s
             e.manager == manager
                 && e.operation == OP_UPDATE
                 && e.api_version == api_version
-                && e.subresource.is_none()
+                && e.subresource.as_deref() == subresource
         };
         match entries.iter_mut().find(|e| is_mine(e)) {
             Some(e) => {
@@ -1037,7 +1096,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &s
                 operation: OP_UPDATE.into(),
                 api_version: api_version.clone(),
                 time: Some(now.to_string()),
-                subresource: None,
+                subresource: subresource.map(str::to_string),
                 set: out.changed,
             }),
         }
@@ -1535,5 +1594,74 @@ mod tests {
         );
         let forced = server_side_apply(Some(&live), &applied, "mine", true, T2).unwrap();
         assert_eq!(forced["spec"]["x"], "b");
+    }
+
+    #[test]
+    fn status_applies_by_the_same_manager_never_prune_spec() {
+        let link = |spec: Value, status: Option<Value>| {
+            let mut o = json!({"apiVersion":"mc.dev/v1alpha1","kind":"Link",
+                               "metadata":{"name":"west","namespace":"mc-system"},"spec":spec});
+            if let Some(s) = status {
+                o["status"] = s;
+            }
+            o
+        };
+        // `mc link` applies the spec; the controller applies status with the same manager.
+        let v1 = server_side_apply(
+            None,
+            &link(json!({"gatewayPort":4143}), None),
+            "mc",
+            false,
+            T1,
+        )
+        .unwrap();
+        let status_patch = link(
+            json!({"ignored":"spec in a status apply"}),
+            Some(json!({"mirroredServices":2})),
+        );
+        let v2 = server_side_apply_to(Some(&v1), &status_patch, "mc", Some("status"), false, T2)
+            .unwrap();
+        assert_eq!(v2["spec"], json!({"gatewayPort":4143}));
+        assert_eq!(v2["status"], json!({"mirroredServices":2}));
+        let entries = v2["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1]["subresource"], "status");
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            json!({"f:status":{"f:mirroredServices":{}}})
+        );
+        // Re-applying the spec keeps the status, and re-applying status keeps the spec.
+        let v3 = server_side_apply(
+            Some(&v2),
+            &link(json!({"gatewayPort":4144}), None),
+            "mc",
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(v3["status"], json!({"mirroredServices":2}));
+        let v4 = server_side_apply_to(
+            Some(&v3),
+            &link(json!({}), Some(json!({"mirroredServices":3}))),
+            "mc",
+            Some("status"),
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(v4["spec"], json!({"gatewayPort":4144}));
+        assert_eq!(v4["status"], json!({"mirroredServices":3}));
+        // Updates through /status get their own entry too.
+        let mut v5 = v4.clone();
+        v5["status"]["mirroredServices"] = json!(4);
+        track_update_to(Some(&v4), &mut v5, "controller", Some("status"), T2);
+        let last = v5["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["subresource"], "status");
+        assert_eq!(last["operation"], "Update");
     }
 }

@@ -873,9 +873,14 @@ struct Diff {
     removed: FieldSet,
 }
 
-/// Top-level structs: never owned themselves (Update entries show no `.` for them).
+/// Non-pointer structs of the built-in types (object and pod-template metadata, spec, status,
+/// template, Deployment strategy): kube-apiserver never records them as owned themselves, so
+/// Update entries show no `.` for them. Maps and pointer structs do get one.
 fn is_struct_root(names: &[String]) -> bool {
-    matches!(names, [f] if f == "metadata" || f == "spec" || f == "status")
+    matches!(
+        names.last().map(String::as_str),
+        Some("metadata" | "spec" | "status" | "template" | "strategy" | "jobTemplate")
+    )
 }
 
 fn add_all(
@@ -901,7 +906,8 @@ fn add_all(
             }
         }
         Value::Array(items) => {
-            match ctx.list_type(names) {
+            let list_type = ctx.list_type(names);
+            match list_type {
                 ListType::Atomic => {}
                 ListType::Set => {
                     for item in items {
@@ -922,7 +928,13 @@ fn add_all(
                     }
                 }
             }
-            set.insert(path);
+            // PodSpec.containers is the one required (non-omitempty) keyed list in scope:
+            // kube-apiserver does not own the list node itself there.
+            let required_list = matches!(list_type, ListType::Map { .. })
+                && names.last().map(String::as_str) == Some("containers");
+            if !required_list {
+                set.insert(path);
+            }
         }
         _ => set.insert(path),
     }
@@ -1403,6 +1415,31 @@ mod tests {
                     "fieldsType":"FieldsV1","fieldsV1":{
                         "f:data":{".":{},"f:a":{}},
                         "f:metadata":{"f:annotations":{".":{},"f:k":{}},"f:labels":{".":{},"f:app":{}}}}}])
+        );
+    }
+
+    #[test]
+    fn track_update_of_a_created_deployment_looks_like_kube_apiserver_fields_v1() {
+        let mut d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":{"app":"web"}},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},
+                    "strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%"}},
+                    "template":{"metadata":{"labels":{"app":"web"}},
+                                "spec":{"containers":[{"name":"web","image":"nginx","ports":[{"containerPort":80}],"resources":{}}]}}}});
+        track_update(None, &mut d, "kubectl-create", T1);
+        assert_eq!(
+            managed(&d)[0].2,
+            json!({
+                "f:metadata":{"f:labels":{".":{},"f:app":{}}},
+                "f:spec":{
+                    "f:replicas":{},
+                    "f:selector":{},
+                    "f:strategy":{"f:rollingUpdate":{".":{},"f:maxSurge":{}},"f:type":{}},
+                    "f:template":{
+                        "f:metadata":{"f:labels":{".":{},"f:app":{}}},
+                        "f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{
+                            ".":{},"f:image":{},"f:name":{},
+                            "f:ports":{".":{},"k:{\"containerPort\":80,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}}},
+                            "f:resources":{}}}}}}})
         );
     }
 

@@ -762,20 +762,41 @@ const POD_DISRUPTION_BUDGET: &[Field] = &[
         ]),
     ),
 ];
+const JOB_SPEC: &[Field] = &[
+    Field(1, "parallelism", IntP),
+    Field(2, "completions", IntP),
+    Field(3, "activeDeadlineSeconds", IntP),
+    Field(4, "selector", Msg(LABEL_SELECTOR)),
+    Field(5, "manualSelector", BoolP),
+    Field(6, "template", Msg(POD_TEMPLATE_SPEC)),
+    Field(7, "backoffLimit", IntP),
+    Field(8, "ttlSecondsAfterFinished", IntP),
+];
 const JOB: &[Field] = &[
+    Field(1, "metadata", Msg(OBJECT_META)),
+    Field(2, "spec", Msg(JOB_SPEC)),
+];
+const CRON_JOB: &[Field] = &[
     Field(1, "metadata", Msg(OBJECT_META)),
     Field(
         2,
         "spec",
         Msg(&[
-            Field(1, "parallelism", IntP),
-            Field(2, "completions", IntP),
-            Field(3, "activeDeadlineSeconds", IntP),
-            Field(4, "selector", Msg(LABEL_SELECTOR)),
-            Field(5, "manualSelector", BoolP),
-            Field(6, "template", Msg(POD_TEMPLATE_SPEC)),
-            Field(7, "backoffLimit", IntP),
-            Field(8, "ttlSecondsAfterFinished", IntP),
+            Field(1, "schedule", Str),
+            Field(2, "startingDeadlineSeconds", IntP),
+            Field(3, "concurrencyPolicy", Str),
+            Field(4, "suspend", BoolP),
+            Field(
+                5,
+                "jobTemplate",
+                Msg(&[
+                    Field(1, "metadata", Msg(OBJECT_META)),
+                    Field(2, "spec", Msg(JOB_SPEC)),
+                ]),
+            ),
+            Field(6, "successfulJobsHistoryLimit", IntP),
+            Field(7, "failedJobsHistoryLimit", IntP),
+            Field(8, "timeZone", Str),
         ]),
     ),
 ];
@@ -790,6 +811,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("batch/v1", "Job") => JOB,
+        ("batch/v1", "CronJob") => CRON_JOB,
         ("policy/v1", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
         ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
@@ -927,7 +949,7 @@ fn push(out: &mut Map<String, Value>, key: String, v: Value) {
 
 /// Any protobuf body kubectl sends to create or replace an object: the review and token
 /// kinds, and the kinds `kubectl create <kind>` generates (Namespace, Secret, ConfigMap,
-/// ServiceAccount, Service, Deployment, Job, PodDisruptionBudget, Role, ClusterRole,
+/// ServiceAccount, Service, Deployment, Job, CronJob, PodDisruptionBudget, Role, ClusterRole,
 /// RoleBinding, ClusterRoleBinding).
 /// Returns the object as the equivalent JSON request would have carried it.
 pub fn decode_object(body: &[u8]) -> Result<Value, ProtoError> {
@@ -1309,6 +1331,14 @@ mod tests {
     #[test]
     fn kubectl_create_bodies_decode_to_the_json_kubectl_would_send() {
         let cases: &[(&str, &str)] = &[
+            (
+                "6b3873000a0d0a027631120753657276696365125b0a210a02656e12001a0464656d6f22002a003200380042005a090a036170701202656e123212090a036170701202656e1a00220c45787465726e616c4e616d653a004200520b6578616d706c652e636f6d5a00600068001a020a001a002200",
+                r#"{"apiVersion":"v1","kind":"Service","metadata":{"labels":{"app":"en"},"name":"en","namespace":"demo"},"spec":{"externalName":"example.com","selector":{"app":"en"},"type":"ExternalName"}}"#,
+            ),
+            (
+                "6b3873000a130a0862617463682f7631120743726f6e4a6f6212ac010a160a02636a12001a0464656d6f22002a00320038004200128f010a0b2a2f35202a202a202a202a1a002a7e0a120a02636a12001a0022002a00320038004200126832660a100a0012001a0022002a003200380042001252122b0a02636a120762757379626f781a046563686f1a0268692a0042006a007200800100880100900100a201001a094f6e4661696c757265320042004a0052005800600068008201008a01009a0100c201001a001a002200",
+                r#"{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"cj","namespace":"demo"},"spec":{"jobTemplate":{"metadata":{"name":"cj"},"spec":{"template":{"metadata":{},"spec":{"containers":[{"command":["echo","hi"],"image":"busybox","name":"cj","resources":{}}],"restartPolicy":"OnFailure"}}}},"schedule":"*/5 * * * *"}}"#,
+            ),
             (
                 "6b3873000a0f0a0862617463682f763112034a6f621286010a150a016a12001a0464656d6f22002a00320038004200126332610a100a0012001a0022002a00320038004200124d122a0a016a120762757379626f781a046563686f1a0268692a0042006a007200800100880100900100a201001a054e65766572320042004a0052005800600068008201008a01009a0100c201001a082000280030003a001a002200",
                 r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j","namespace":"demo"},"spec":{"template":{"metadata":{},"spec":{"containers":[{"command":["echo","hi"],"image":"busybox","name":"j","resources":{}}],"restartPolicy":"Never"}}}}"#,

@@ -495,26 +495,18 @@ fn merge_applied(ctx: &Ctx<'_>, live: &mut Value, applied: &Value, names: &mut V
         (Value::Array(l), Value::Array(a)) => match ctx.list_type(names) {
             ListType::Atomic => *l = a.iter().map(strip_nulls).collect(),
             ListType::Set => {
-                for item in a {
-                    if !l.contains(item) {
-                        l.push(item.clone());
-                    }
-                }
+                let key = |v: &Value| Some(v.to_string());
+                *l = merge_list_items(l, a, key, |live, applied| {
+                    live.cloned().unwrap_or_else(|| applied.clone())
+                });
             }
             ListType::Map { ssa_keys, .. } => {
-                for item in a {
-                    let Ok(key) = item_key(item, ssa_keys) else {
-                        continue;
-                    };
-                    match find_item(l, &key, ssa_keys).map(|(i, _)| i) {
-                        Some(i) => merge_applied(ctx, &mut l[i], item, names),
-                        None => {
-                            let mut fresh = json!({});
-                            merge_applied(ctx, &mut fresh, item, names);
-                            l.push(fresh);
-                        }
-                    }
-                }
+                let key = |v: &Value| item_key(v, ssa_keys).ok();
+                *l = merge_list_items(l, a, key, |live, applied| {
+                    let mut out = live.cloned().unwrap_or_else(|| json!({}));
+                    merge_applied(ctx, &mut out, applied, names);
+                    out
+                });
             }
         },
         (live, applied) => {
@@ -527,6 +519,73 @@ fn merge_applied(ctx: &Ctx<'_>, live: &mut Value, applied: &Value, names: &mut V
             }
         }
     }
+}
+
+/// The item order of structured-merge-diff's list merge (`visitListItems`): live-only items
+/// keep their place, applied items come in applied order, and items present in both move to
+/// where the applied configuration puts them relative to each other.
+fn merge_list_items(
+    live: &[Value],
+    applied: &[Value],
+    key: impl Fn(&Value) -> Option<String>,
+    mut merge: impl FnMut(Option<&Value>, &Value) -> Value,
+) -> Vec<Value> {
+    let lkeys: Vec<Option<String>> = live.iter().map(&key).collect();
+    let rkeys: Vec<Option<String>> = applied.iter().map(&key).collect();
+    let in_rhs = |k: &Option<String>| k.is_some() && rkeys.contains(k);
+    let mut shared: std::collections::VecDeque<&Option<String>> = rkeys
+        .iter()
+        .filter(|k| k.is_some() && lkeys.contains(k))
+        .collect();
+    let mut next_shared = shared.pop_front();
+    let mut merged_rhs: Vec<&Option<String>> = Vec::new();
+    let live_item = |k: &Option<String>| {
+        lkeys
+            .iter()
+            .position(|lk| lk.is_some() && lk == k)
+            .and_then(|i| live.get(i))
+    };
+    let mut out = Vec::with_capacity(live.len() + applied.len());
+    let (mut li, mut ri) = (0, 0);
+    while li < live.len() || ri < applied.len() {
+        if li < live.len() && ri < applied.len() {
+            if lkeys[li].is_some() && lkeys[li] == rkeys[ri] {
+                merged_rhs.push(&rkeys[ri]);
+                out.push(merge(Some(&live[li]), &applied[ri]));
+                li += 1;
+                ri += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if in_rhs(&lkeys[li]) && next_shared.is_some_and(|n| *n != lkeys[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            if !in_rhs(&lkeys[li]) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if merged_rhs.contains(&&lkeys[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if ri < applied.len() {
+            let k = &rkeys[ri];
+            if k.is_some() {
+                merged_rhs.push(k);
+                out.push(merge(live_item(k), &applied[ri]));
+            }
+            ri += 1;
+            if next_shared.is_some_and(|n| n == k) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    out
 }
 
 fn empty_like(v: &Value) -> Value {
@@ -631,12 +690,35 @@ fn write_entries(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
+/// What an apply through `/status` may touch: identity, and `status`.
+fn status_part(applied: &Value) -> Value {
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = applied.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    let mut meta = Map::new();
+    for k in ["name", "namespace"] {
+        if let Some(v) = applied.pointer(&format!("/metadata/{k}")) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    out.insert("metadata".into(), Value::Object(meta));
+    if let Some(status) = applied.get("status") {
+        out.insert("status".into(), status.clone());
+    }
+    Value::Object(out)
+}
+
 fn str_field<'v>(v: &'v Value, k: &str) -> &'v str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Server-side apply of `applied` by `manager`. Returns the new object (server-set metadata
-/// such as resourceVersion still to be set by the caller); `live` None means create.
+/// Server-side apply of `applied` by `manager` to the main resource. Returns the new object
+/// (server-set metadata such as resourceVersion still to be set by the caller); `live` None
+/// means create. For kinds with a status subresource the caller drops `status` from
+/// `applied` first, as kube-apiserver ignores it on the main resource.
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -644,6 +726,29 @@ pub fn server_side_apply(
     force: bool,
     now: &str,
 ) -> Result<Value, ApplyError> {
+    server_side_apply_to(live, applied, manager, None, force, now)
+}
+
+/// Server-side apply through a subresource (`Some("status")` for `PATCH …/status` with an
+/// apply patch). Only `status` of the applied configuration counts and nothing else of the
+/// object changes; ownership goes to a separate entry with `subresource: status`, so a
+/// manager that applies both spec (main resource) and status (subresource) never prunes one
+/// with the other — as in kube-apiserver.
+pub fn server_side_apply_to(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    force: bool,
+    now: &str,
+) -> Result<Value, ApplyError> {
+    let status_only;
+    let applied = if subresource == Some("status") {
+        status_only = status_part(applied);
+        &status_only
+    } else {
+        applied
+    };
     if manager.is_empty() {
         return Err(ApplyError::Invalid(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
@@ -681,8 +786,9 @@ pub fn server_side_apply(
     let ctx = Ctx { api_version, kind };
     let new_set = applied_set(&ctx, applied)?;
     let mut entries = read_entries(live);
-    let mine =
-        |e: &Entry| e.manager == manager && e.operation == OP_APPLY && e.subresource.is_none();
+    let mine = |e: &Entry| {
+        e.manager == manager && e.operation == OP_APPLY && e.subresource.as_deref() == subresource
+    };
     let previous = entries
         .iter()
         .find(|e| mine(e))
@@ -749,7 +855,7 @@ pub fn server_side_apply(
         operation: OP_APPLY.into(),
         api_version: api_version.to_string(),
         time: Some(now.to_string()),
-        subresource: None,
+        subresource: subresource.map(str::to_string),
         set: new_set,
     };
     match entries.iter_mut().find(|e| mine(e)) {
@@ -767,9 +873,14 @@ struct Diff {
     removed: FieldSet,
 }
 
-/// Top-level structs: never owned themselves (Update entries show no `.` for them).
+/// Non-pointer structs of the built-in types (object and pod-template metadata, spec, status,
+/// template, Deployment strategy): kube-apiserver never records them as owned themselves, so
+/// Update entries show no `.` for them. Maps and pointer structs do get one.
 fn is_struct_root(names: &[String]) -> bool {
-    matches!(names, [f] if f == "metadata" || f == "spec" || f == "status")
+    matches!(
+        names.last().map(String::as_str),
+        Some("metadata" | "spec" | "status" | "template" | "strategy" | "jobTemplate")
+    )
 }
 
 fn add_all(
@@ -795,7 +906,8 @@ fn add_all(
             }
         }
         Value::Array(items) => {
-            match ctx.list_type(names) {
+            let list_type = ctx.list_type(names);
+            match list_type {
                 ListType::Atomic => {}
                 ListType::Set => {
                     for item in items {
@@ -816,7 +928,13 @@ fn add_all(
                     }
                 }
             }
-            set.insert(path);
+            // PodSpec.containers is the one required (non-omitempty) keyed list in scope:
+            // kube-apiserver does not own the list node itself there.
+            let required_list = matches!(list_type, ListType::Map { .. })
+                && names.last().map(String::as_str) == Some("containers");
+            if !required_list {
+                set.insert(path);
+            }
         }
         _ => set.insert(path),
     }
@@ -926,6 +1044,18 @@ fn valid_entry(e: &Value) -> bool {
 /// fields that changed between `old` and `new` (others lose them), and fields that no longer
 /// exist lose their owners. See [`base_entries`] for `managedFields` sent by the client.
 pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
+    track_update_to(old, new, manager, None, now);
+}
+
+/// [`track_update`] for a write through a subresource (`Some("status")`): the writer's
+/// ownership is recorded in its own entry with `subresource`, like kube-apiserver does.
+pub fn track_update_to(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
     let api_version = str_field(new, "apiVersion").to_string();
     let kind = str_field(new, "kind").to_string();
     let ctx = Ctx {
@@ -966,7 +1096,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &s
             e.manager == manager
                 && e.operation == OP_UPDATE
                 && e.api_version == api_version
-                && e.subresource.is_none()
+                && e.subresource.as_deref() == subresource
         };
         match entries.iter_mut().find(|e| is_mine(e)) {
             Some(e) => {
@@ -978,7 +1108,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &s
                 operation: OP_UPDATE.into(),
                 api_version: api_version.clone(),
                 time: Some(now.to_string()),
-                subresource: None,
+                subresource: subresource.map(str::to_string),
                 set: out.changed,
             }),
         }
@@ -1211,6 +1341,28 @@ mod tests {
     }
 
     #[test]
+    fn list_order_follows_structured_merge_diff() {
+        let names = |v: &Value| -> Vec<String> {
+            v["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let port = |name: &str, port: i64| json!({"name":name,"port":port});
+        let live = service(json!([port("a", 1), port("b", 2), port("extra", 3)]));
+        // Shared items take the applied order, live-only items stay where the walk meets them,
+        // new items come in applied order (structured-merge-diff's visitListItems).
+        let applied = service(json!([port("b", 2), port("a", 1), port("new", 4)]));
+        let got = server_side_apply(Some(&live), &applied, "m", false, T1).unwrap();
+        assert_eq!(names(&got), ["b", "extra", "a", "new"]);
+        let applied = service(json!([port("new", 4), port("a", 1)]));
+        let got = server_side_apply(Some(&live), &applied, "m", false, T1).unwrap();
+        assert_eq!(names(&got), ["new", "a", "b", "extra"]);
+    }
+
+    #[test]
     fn finalizers_are_a_set_with_value_paths() {
         let mut applied = cm(json!({"a":"1"}));
         applied["metadata"]["finalizers"] = json!(["mc.dev/cleanup"]);
@@ -1263,6 +1415,31 @@ mod tests {
                     "fieldsType":"FieldsV1","fieldsV1":{
                         "f:data":{".":{},"f:a":{}},
                         "f:metadata":{"f:annotations":{".":{},"f:k":{}},"f:labels":{".":{},"f:app":{}}}}}])
+        );
+    }
+
+    #[test]
+    fn track_update_of_a_created_deployment_looks_like_kube_apiserver_fields_v1() {
+        let mut d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":{"app":"web"}},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},
+                    "strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%"}},
+                    "template":{"metadata":{"labels":{"app":"web"}},
+                                "spec":{"containers":[{"name":"web","image":"nginx","ports":[{"containerPort":80}],"resources":{}}]}}}});
+        track_update(None, &mut d, "kubectl-create", T1);
+        assert_eq!(
+            managed(&d)[0].2,
+            json!({
+                "f:metadata":{"f:labels":{".":{},"f:app":{}}},
+                "f:spec":{
+                    "f:replicas":{},
+                    "f:selector":{},
+                    "f:strategy":{"f:rollingUpdate":{".":{},"f:maxSurge":{}},"f:type":{}},
+                    "f:template":{
+                        "f:metadata":{"f:labels":{".":{},"f:app":{}}},
+                        "f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{
+                            ".":{},"f:image":{},"f:name":{},
+                            "f:ports":{".":{},"k:{\"containerPort\":80,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}}},
+                            "f:resources":{}}}}}}})
         );
     }
 
@@ -1425,5 +1602,103 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn conflict_with_update_manager_reads_like_kube_apiserver() {
+        // The brief's example: "other" wrote .spec.x with a plain update of a v1 object.
+        let old = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}});
+        let mut live =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{"x":"a"}});
+        track_update(Some(&old), &mut live, "other", T1);
+        let applied =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{"x":"b"}});
+        let err = server_side_apply(Some(&live), &applied, "mine", false, T2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"other\" using v1: .spec.x"
+        );
+        let ApplyError::Conflict { causes } = err else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            causes,
+            vec![ApplyConflict {
+                manager: "other".into(),
+                field: ".spec.x".into(),
+                message: "conflict with \"other\" using v1".into(),
+            }]
+        );
+        let forced = server_side_apply(Some(&live), &applied, "mine", true, T2).unwrap();
+        assert_eq!(forced["spec"]["x"], "b");
+    }
+
+    #[test]
+    fn status_applies_by_the_same_manager_never_prune_spec() {
+        let link = |spec: Value, status: Option<Value>| {
+            let mut o = json!({"apiVersion":"mc.dev/v1alpha1","kind":"Link",
+                               "metadata":{"name":"west","namespace":"mc-system"},"spec":spec});
+            if let Some(s) = status {
+                o["status"] = s;
+            }
+            o
+        };
+        // `mc link` applies the spec; the controller applies status with the same manager.
+        let v1 = server_side_apply(
+            None,
+            &link(json!({"gatewayPort":4143}), None),
+            "mc",
+            false,
+            T1,
+        )
+        .unwrap();
+        let status_patch = link(
+            json!({"ignored":"spec in a status apply"}),
+            Some(json!({"mirroredServices":2})),
+        );
+        let v2 = server_side_apply_to(Some(&v1), &status_patch, "mc", Some("status"), false, T2)
+            .unwrap();
+        assert_eq!(v2["spec"], json!({"gatewayPort":4143}));
+        assert_eq!(v2["status"], json!({"mirroredServices":2}));
+        let entries = v2["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1]["subresource"], "status");
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            json!({"f:status":{"f:mirroredServices":{}}})
+        );
+        // Re-applying the spec keeps the status, and re-applying status keeps the spec.
+        let v3 = server_side_apply(
+            Some(&v2),
+            &link(json!({"gatewayPort":4144}), None),
+            "mc",
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(v3["status"], json!({"mirroredServices":2}));
+        let v4 = server_side_apply_to(
+            Some(&v3),
+            &link(json!({}), Some(json!({"mirroredServices":3}))),
+            "mc",
+            Some("status"),
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(v4["spec"], json!({"gatewayPort":4144}));
+        assert_eq!(v4["status"], json!({"mirroredServices":3}));
+        // Updates through /status get their own entry too.
+        let mut v5 = v4.clone();
+        v5["status"]["mirroredServices"] = json!(4);
+        track_update_to(Some(&v4), &mut v5, "controller", Some("status"), T2);
+        let last = v5["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["subresource"], "status");
+        assert_eq!(last["operation"], "Update");
     }
 }

@@ -1,6 +1,8 @@
 //! The PATCH content types kube-apiserver accepts, applied to stored JSON objects:
-//! JSON merge patch (RFC 7386), JSON patch (RFC 6902) and the subset of strategic merge
-//! patch that kubectl's client-side apply produces (k8s-api-surface.md §5).
+//! JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch
+//! (k8s-api-surface.md §5), the latter following apimachinery's `strategicpatch` step by
+//! step because the resulting list order is visible to users (pinned by golden outputs of
+//! the Go code in the tests).
 //!
 //! Strategic merge patch needs per-field list semantics that the real server reads from
 //! the Go struct tags of the built-in types. [`list_type`] holds the slice of that table

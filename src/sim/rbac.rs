@@ -348,6 +348,44 @@ pub fn authorize(rbac: &RbacSnapshot, user: &UserInfo, attrs: &Attributes) -> De
     }
 }
 
+/// The `status` of a SelfSubjectRulesReview (`kubectl auth can-i --list -n <namespace>`): every
+/// rule of every ClusterRoleBinding, then of every RoleBinding in `namespace`, bound to the user,
+/// split into resource and non-resource rules as RBAC's `RulesFor` does.
+pub fn rules_review_status(rbac: &RbacSnapshot, user: &UserInfo, namespace: &str) -> Value {
+    let mut rules: Vec<Value> = Vec::new();
+    for binding in &rbac.cluster_role_bindings {
+        if matching_subject(binding, "", user).is_some() {
+            rules.extend(rbac.role_ref_rules(binding, None));
+        }
+    }
+    if !namespace.is_empty() {
+        for binding in &rbac.role_bindings {
+            let ns = str_at(binding, "/metadata/namespace");
+            if ns == namespace && matching_subject(binding, ns, user).is_some() {
+                rules.extend(rbac.role_ref_rules(binding, Some(ns)));
+            }
+        }
+    }
+    let list = |rule: &Value, field: &str| json!(strings(rule.get(field)));
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for rule in &rules {
+        if strings(rule.get("nonResourceURLs")).is_empty() {
+            let mut r = json!({"verbs": list(rule, "verbs"), "apiGroups": list(rule, "apiGroups"),
+                               "resources": list(rule, "resources")});
+            if !strings(rule.get("resourceNames")).is_empty() {
+                r["resourceNames"] = list(rule, "resourceNames");
+            }
+            resource_rules.push(r);
+        } else {
+            non_resource_rules.push(
+                json!({"verbs": list(rule, "verbs"), "nonResourceURLs": list(rule, "nonResourceURLs")}),
+            );
+        }
+    }
+    json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false})
+}
+
 /// The message of the 403 Status, worded as kube-apiserver words it.
 pub fn forbidden_message(user: &UserInfo, attrs: &Attributes) -> String {
     let who = &user.username;
@@ -1021,5 +1059,56 @@ mod tests {
                 "{b}"
             );
         }
+    }
+
+    #[test]
+    fn rules_review_lists_cluster_and_namespace_rules_of_the_user() {
+        let s = snapshot_with_defaults(vec![
+            role(
+                "Role",
+                "demo",
+                "cm",
+                json!([{"apiGroups":[""],"resources":["configmaps"],"resourceNames":["c"],"verbs":["get"]}]),
+            ),
+            binding(
+                "RoleBinding",
+                "demo",
+                "rb",
+                "Role",
+                "cm",
+                json!([{"kind":"ServiceAccount","name":"app"}]),
+            ),
+        ]);
+        let sa = UserInfo::service_account("demo", "app");
+        let status = rules_review_status(&s, &sa, "demo");
+        let resource_rules = status["resourceRules"].as_array().unwrap();
+        assert!(resource_rules.contains(&json!({"verbs":["get"],"apiGroups":[""],"resources":["configmaps"],"resourceNames":["c"]})));
+        assert!(resource_rules.contains(&json!({"verbs":["create"],"apiGroups":["authorization.k8s.io"],
+                                                "resources":["selfsubjectaccessreviews","selfsubjectrulesreviews"]})));
+        let non_resource = status["nonResourceRules"].as_array().unwrap();
+        assert!(non_resource.iter().any(|r| {
+            r["nonResourceURLs"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("/api"))
+        }));
+        assert_eq!(status["incomplete"], false);
+        // Another namespace does not see the RoleBinding.
+        let other = rules_review_status(&s, &sa, "other");
+        assert!(
+            !other["resourceRules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resources"] == json!(["configmaps"]))
+        );
+        // Masters see cluster-admin's stars.
+        let admin = rules_review_status(&s, &UserInfo::user("admin", &[GROUP_MASTERS]), "demo");
+        assert!(
+            admin["resourceRules"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"verbs":["*"],"apiGroups":["*"],"resources":["*"]}))
+        );
     }
 }

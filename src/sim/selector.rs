@@ -30,6 +30,8 @@ pub enum SelectorError {
     InvalidField(String, String),
     #[error("invalid selector: '{0}'; invalid escape sequence")]
     InvalidEscape(String),
+    #[error("invalid label selector: {0}")]
+    InvalidExpression(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,6 +373,93 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    /// A selector from a map of exact matches (Service `spec.selector`, `nodeSelector`).
+    /// Keys and values are validated like `matchLabels`.
+    pub fn from_map(labels: &BTreeMap<String, String>) -> Result<Self, SelectorError> {
+        let mut requirements = Vec::new();
+        for (k, v) in labels {
+            validate_key(k)?;
+            validate_value(v)?;
+            requirements.push(Requirement {
+                key: k.clone(),
+                op: Op::Equals(v.clone()),
+            });
+        }
+        Ok(Self { requirements })
+    }
+
+    /// A selector from a `metav1.LabelSelector` object (`matchLabels` + `matchExpressions`
+    /// with `In`, `NotIn`, `Exists`, `DoesNotExist`), as apimachinery's
+    /// `LabelSelectorAsSelector`: the empty object selects everything.
+    pub fn from_label_selector(selector: &Value) -> Result<Self, SelectorError> {
+        let mut requirements = Vec::new();
+        if let Some(m) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in m {
+                let v = v.as_str().unwrap_or_default();
+                validate_key(k)?;
+                validate_value(v)?;
+                requirements.push(Requirement {
+                    key: k.clone(),
+                    op: Op::Equals(v.to_string()),
+                });
+            }
+        }
+        let exprs = selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            validate_key(key)?;
+            let mut values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for v in &values {
+                validate_value(v)?;
+            }
+            values.sort();
+            values.dedup();
+            let operator = e
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let op = match operator {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(SelectorError::InvalidExpression(format!(
+                        "for 'in', 'notin' operators, values set can't be empty (key {key:?})"
+                    )));
+                }
+                "In" => Op::In(values),
+                "NotIn" => Op::NotIn(values),
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err(SelectorError::InvalidExpression(format!(
+                        "values set must be empty for exists and does not exist (key {key:?})"
+                    )));
+                }
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::DoesNotExist,
+                other => {
+                    return Err(SelectorError::InvalidExpression(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )));
+                }
+            };
+            requirements.push(Requirement {
+                key: key.to_string(),
+                op,
+            });
+        }
+        Ok(Self { requirements })
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
@@ -665,5 +754,51 @@ mod tests {
                 let _ = sel.matches(&obj);
             }
         }
+    }
+
+    #[test]
+    fn selectors_from_label_selector_objects_and_maps() {
+        let web = labels(&[("app", "web"), ("tier", "front")]);
+        let cases = [
+            (json!({}), true),
+            (json!({"matchLabels":{"app":"web"}}), true),
+            (json!({"matchLabels":{"app":"db"}}), false),
+            (
+                json!({"matchExpressions":[{"key":"tier","operator":"In","values":["front","back"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions":[{"key":"tier","operator":"NotIn","values":["front"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions":[{"key":"zone","operator":"DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchLabels":{"app":"web"},"matchExpressions":[{"key":"zone","operator":"Exists"}]}),
+                false,
+            ),
+        ];
+        for (sel, want) in cases {
+            let s = LabelSelector::from_label_selector(&sel).unwrap();
+            assert_eq!(s.matches(&web), want, "{sel}");
+        }
+        for bad in [
+            json!({"matchExpressions":[{"key":"a","operator":"In","values":[]}]}),
+            json!({"matchExpressions":[{"key":"a","operator":"Exists","values":["x"]}]}),
+            json!({"matchExpressions":[{"key":"a","operator":"Gt","values":["1"]}]}),
+            json!({"matchLabels":{"bad key":"x"}}),
+        ] {
+            assert!(LabelSelector::from_label_selector(&bad).is_err(), "{bad}");
+        }
+        let svc = LabelSelector::from_map(&labels(&[("app", "web")])).unwrap();
+        assert!(svc.matches(&web));
+        assert!(!svc.matches(&labels(&[("app", "db")])));
+        assert!(
+            LabelSelector::from_map(&labels(&[]))
+                .unwrap()
+                .is_everything()
+        );
     }
 }

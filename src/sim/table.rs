@@ -552,7 +552,111 @@ fn builtin_columns(group: &str, resource: &str) -> Vec<Column> {
             }),
             age_col(),
         ],
+        ("", "events") | ("events.k8s.io", "events") => vec![
+            col("Last Seen", "string", 0, |o, now| {
+                let last = o
+                    .pointer("/lastTimestamp")
+                    .filter(|v| !v.is_null())
+                    .or_else(|| o.pointer("/deprecatedLastTimestamp"))
+                    .filter(|v| !v.is_null())
+                    .or_else(|| o.pointer("/eventTime"))
+                    .filter(|v| !v.is_null())
+                    .or_else(|| o.pointer("/metadata/creationTimestamp"));
+                json!(age(last, now))
+            }),
+            col("Type", "string", 0, |o, _| json!(s(o, "/type"))),
+            col("Reason", "string", 0, |o, _| json!(s(o, "/reason"))),
+            col("Object", "string", 0, |o, _| {
+                let (kind, name) = if o.get("involvedObject").is_some() {
+                    (s(o, "/involvedObject/kind"), s(o, "/involvedObject/name"))
+                } else {
+                    (s(o, "/regarding/kind"), s(o, "/regarding/name"))
+                };
+                json!(format!("{}/{name}", kind.to_lowercase()))
+            }),
+            col("Subobject", "string", 1, |o, _| {
+                json!(s(o, "/involvedObject/fieldPath"))
+            }),
+            col("Source", "string", 1, |o, _| {
+                let parts: Vec<&str> = [s(o, "/source/component"), s(o, "/source/host")]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                json!(parts.join(", "))
+            }),
+            col("Message", "string", 0, |o, _| {
+                let m = s(o, "/message");
+                json!(if m.is_empty() { s(o, "/note") } else { m })
+            }),
+            col("First Seen", "string", 1, |o, now| {
+                json!(age(o.pointer("/firstTimestamp"), now))
+            }),
+            col("Count", "string", 1, |o, _| json!(int(o, "/count"))),
+            Column {
+                priority: 1,
+                ..name_col()
+            },
+        ],
+        ("batch", "jobs") => {
+            let mut c = vec![
+                name_col(),
+                col("Status", "string", 0, |o, _| json!(job_status(o))),
+                col("Completions", "string", 0, |o, _| {
+                    let succeeded = int(o, "/status/succeeded");
+                    let completions = o.pointer("/spec/completions").and_then(Value::as_i64);
+                    let parallelism = o.pointer("/spec/parallelism").and_then(Value::as_i64);
+                    json!(match (completions, parallelism) {
+                        (Some(c), _) => format!("{succeeded}/{c}"),
+                        (None, Some(p)) if p > 1 => format!("{succeeded}/1 of {p}"),
+                        _ => format!("{succeeded}/1"),
+                    })
+                }),
+                col("Duration", "string", 0, |o, now| {
+                    let start = o.pointer("/status/startTime").and_then(parse_time);
+                    let end = o.pointer("/status/completionTime").and_then(parse_time);
+                    json!(match (start, end) {
+                        (Some(s), Some(e)) => human_duration(e - s),
+                        (Some(s), None) => human_duration(now - s),
+                        _ => String::new(),
+                    })
+                }),
+                age_col(),
+            ];
+            c.extend(containers_col("template"));
+            c.push(selector());
+            c
+        }
         _ => vec![name_col(), age_col()],
+    }
+}
+
+fn parse_time(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .map(OffsetDateTime::unix_timestamp)
+}
+
+/// The STATUS column of `kubectl get jobs` (1.29+), from the job's conditions.
+fn job_status(o: &Value) -> &'static str {
+    let is_true = |kind: &str| {
+        arr(o, "/status/conditions")
+            .iter()
+            .any(|c| s(c, "/type") == kind && s(c, "/status") == "True")
+    };
+    if is_true("Complete") {
+        "Complete"
+    } else if is_true("Failed") {
+        "Failed"
+    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if is_true("FailureTarget") {
+        "FailureTarget"
+    } else if is_true("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else if is_true("Suspended") {
+        "Suspended"
+    } else {
+        "Running"
     }
 }
 
@@ -994,6 +1098,77 @@ mod tests {
                 "{group}/{resource}"
             );
         }
+    }
+
+    #[test]
+    fn event_and_job_tables_have_kubectl_columns() {
+        let ev = json!({"metadata":{"name":"web.1","namespace":"demo","creationTimestamp":"2026-11-25T18:50:00Z"},
+            "involvedObject":{"kind":"Pod","name":"web-1","fieldPath":"spec.containers{web}"},
+            "reason":"Pulled","message":"Pulled image","type":"Normal","count":3,
+            "source":{"component":"kubelet","host":"n1"},
+            "firstTimestamp":"2026-11-25T18:50:00Z","lastTimestamp":"2026-11-25T18:58:00Z"});
+        let t = table_for("", "events", None, &[ev], "1", NOW);
+        assert_eq!(
+            names(&t),
+            [
+                "Last Seen",
+                "Type",
+                "Reason",
+                "Object",
+                "Subobject",
+                "Source",
+                "Message",
+                "First Seen",
+                "Count",
+                "Name"
+            ]
+        );
+        assert_eq!(t["columnDefinitions"][9]["format"], "name");
+        assert_eq!(t["columnDefinitions"][9]["priority"], 1);
+        assert_eq!(
+            cells(&t)[0],
+            vec![
+                json!("2m"),
+                json!("Normal"),
+                json!("Pulled"),
+                json!("pod/web-1"),
+                json!("spec.containers{web}"),
+                json!("kubelet, n1"),
+                json!("Pulled image"),
+                json!("10m"),
+                json!(3),
+                json!("web.1")
+            ]
+        );
+
+        let job = json!({"metadata":{"name":"j","creationTimestamp":"2026-11-25T18:00:00Z"},
+            "spec":{"completions":1,"template":{"spec":{"containers":[{"name":"j","image":"busybox"}]}}},
+            "status":{"succeeded":1,"startTime":"2026-11-25T18:00:00Z","completionTime":"2026-11-25T18:00:07Z",
+                      "conditions":[{"type":"Complete","status":"True"}]}});
+        let t = table_for("batch", "jobs", None, &[job], "1", NOW);
+        assert_eq!(
+            names(&t),
+            [
+                "Name",
+                "Status",
+                "Completions",
+                "Duration",
+                "Age",
+                "Containers",
+                "Images",
+                "Selector"
+            ]
+        );
+        assert_eq!(
+            cells(&t)[0][..5],
+            [
+                json!("j"),
+                json!("Complete"),
+                json!("1/1"),
+                json!("7s"),
+                json!("60m")
+            ]
+        );
     }
 
     #[test]

@@ -97,7 +97,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     match args.command {
         SimCommand::Serve(args) => {
             let config = ServeConfig::try_from(args)?;
-            super::runtime()?.block_on(serve(config))
+            let runtime = super::runtime()?;
+            let result = runtime.block_on(serve(config));
+            // Connection and watch tasks were told to stop; do not wait for stragglers.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            result
         }
     }
 }

@@ -219,7 +219,16 @@ fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {
         return Ok(v);
     }
     if ct.starts_with(proto::PROTOBUF_CONTENT_TYPE) {
-        return Err(status::unsupported_media_type(ct));
+        // kubectl's typed clients (`create namespace|sa|secret|...`, `auth can-i`, `create
+        // token`) cannot be told to send JSON.
+        let v = proto::decode_object(&ctx.body).map_err(|e| match e {
+            proto::ProtoError::UnsupportedKind { .. } => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+            other => status::bad_request(format!("could not decode the protobuf body: {other}")),
+        })?;
+        validate_shape(&v)?;
+        return Ok(v);
     }
     let v: Value = serde_json::from_slice(&ctx.body).map_err(|e| {
         status::bad_request(format!(
@@ -549,6 +558,8 @@ fn finish_update(
             }
         }
     }
+    controllers::admit(&ctx.shared, state, rt, Some(live), &mut new)?;
+    // After admission: defaulting (e.g. stringData folded into data) is not a change.
     if spec_part(live) != spec_part(&new) {
         let gen_ = live
             .pointer("/metadata/generation")
@@ -556,10 +567,10 @@ fn finish_update(
             .unwrap_or(1);
         new["metadata"]["generation"] = json!(gen_ + 1);
     }
-    controllers::admit(&ctx.shared, state, rt, Some(live), &mut new)?;
     let now = now_rfc3339();
     if let Some(manager) = manager {
-        apply::track_update(Some(live), &mut new, manager, &now);
+        let subresource = info.sub.as_deref().filter(|s| *s == "status");
+        apply::track_update_to(Some(live), &mut new, manager, subresource, &now);
     }
     new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
     if same_ignoring_bookkeeping(live, &new) {
@@ -665,8 +676,23 @@ fn patch_object(
         }
         applied["metadata"]["name"] = json!(name);
         check_identity(rt, info, &mut applied)?;
-        let result = apply::server_side_apply(live.as_deref(), &applied, &manager, force, &now)
-            .map_err(|e| apply_error(rt, name, e))?;
+        let subresource = info.sub.as_deref().filter(|s| *s == "status");
+        if subresource.is_none()
+            && rt.has_status()
+            && let Some(o) = applied.as_object_mut()
+        {
+            // The main resource ignores status for kinds with a status subresource.
+            o.remove("status");
+        }
+        let result = apply::server_side_apply_to(
+            live.as_deref(),
+            &applied,
+            &manager,
+            subresource,
+            force,
+            &now,
+        )
+        .map_err(|e| apply_error(rt, name, e))?;
         return match live {
             None => {
                 if info.sub.is_some() {
@@ -1110,6 +1136,19 @@ fn review(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, Api
                 body["metadata"] = json!({});
             }
             body["metadata"]["creationTimestamp"] = Value::Null;
+            Ok(Reply::json(201, body))
+        }
+        "selfsubjectrulesreviews" => {
+            let mut body = review_body(ctx, proto::decode_self_subject_rules_review)?;
+            let namespace = body
+                .pointer("/spec/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let snapshot = super::auth::rbac_snapshot(&ctx.shared);
+            body["status"] = rbac::rules_review_status(&snapshot, &ctx.user, &namespace);
+            body["kind"] = json!("SelfSubjectRulesReview");
+            body["apiVersion"] = json!(api_version);
             Ok(Reply::json(201, body))
         }
         "selfsubjectreviews" => Ok(Reply::json(

@@ -104,6 +104,19 @@ async fn run() {
             .expect("page");
         paged.push(t.elapsed());
     }
+    // The same full LIST as raw bytes: server time plus transfer, without the client's decode.
+    let mut raw = Vec::new();
+    let mut raw_len = 0;
+    for _ in 0..5 {
+        let req = http::Request::get("/api/v1/namespaces/default/services")
+            .body(Vec::new())
+            .expect("request");
+        let t = Instant::now();
+        let text = client.request_text(req).await.expect("raw list");
+        raw.push(t.elapsed());
+        raw_len = text.len();
+    }
+    raw.sort();
     full.sort();
     paged.sort();
 
@@ -194,6 +207,11 @@ async fn run() {
         "  LIST all ({services}+):      p50 {:>8.1} ms  max {:>8.1} ms",
         full[full.len() / 2].as_secs_f64() * 1000.0,
         full[full.len() - 1].as_secs_f64() * 1000.0
+    );
+    println!(
+        "  LIST all, raw bytes ({:.1} MB, no client decode): p50 {:>8.1} ms",
+        raw_len as f64 / 1e6,
+        raw[raw.len() / 2].as_secs_f64() * 1000.0
     );
     println!(
         "  LIST limit=500:           p50 {:>8.1} ms  max {:>8.1} ms",

@@ -163,49 +163,88 @@ fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiEr
         None => (state.rv, None),
     };
     let candidates = state.list_after(&rt.key(), info.namespace.as_deref(), after.as_ref());
-    let mut items = Vec::new();
+    let mut items: Vec<Arc<Value>> = Vec::new();
     let mut next = None;
     for obj in candidates {
         if !filter.matches(&obj) {
             continue;
         }
-        if items.len() == limit {
+        if let Some(last) = items.last()
+            && items.len() == limit
+        {
             next = Some(ContinueToken {
                 rv: list_rv,
-                ns: meta_str(&items_last(&items), "namespace").to_string(),
-                name: meta_str(&items_last(&items), "name").to_string(),
+                ns: meta_str(last, "namespace").to_string(),
+                name: meta_str(last, "name").to_string(),
             });
             break;
         }
-        items.push(present(&obj, rt, &info.version));
+        items.push(obj);
     }
     drop(state);
     let rv = list_rv.to_string();
+    let continue_token = next.map(|n| b64.encode(serde_json::to_vec(&n).unwrap_or_default()));
     if ctx.wants_table() {
-        let mut reply = table_reply(ctx, rt, &items, &rv);
-        if let (Reply::Json { body, .. }, Some(n)) = (&mut reply, &next) {
-            body["metadata"]["continue"] =
-                json!(b64.encode(serde_json::to_vec(n).unwrap_or_default()));
+        let objects: Vec<Value> = items
+            .iter()
+            .map(|o| present(o, rt, &info.version))
+            .collect();
+        let mut reply = table_reply(ctx, rt, &objects, &rv);
+        if let (Reply::Json { body, .. }, Some(c)) = (&mut reply, &continue_token) {
+            body["metadata"]["continue"] = json!(c);
         }
         return Ok(reply);
     }
     let mut metadata = json!({"resourceVersion": rv});
-    if let Some(n) = next {
-        metadata["continue"] = json!(b64.encode(serde_json::to_vec(&n).unwrap_or_default()));
+    if let Some(c) = continue_token {
+        metadata["continue"] = json!(c);
     }
-    Ok(Reply::json(
-        200,
-        json!({
-            "kind": format!("{}List", rt.kind),
-            "apiVersion": rt.api_version(&info.version),
-            "metadata": metadata,
-            "items": items,
-        }),
-    ))
+    // Serialized straight from the shared objects: a 10k-item list is not deep-copied.
+    let list = ListBody {
+        kind: format!("{}List", rt.kind),
+        api_version: rt.api_version(&info.version),
+        metadata,
+        items: items
+            .into_iter()
+            .map(|o| {
+                if rt.from_crd {
+                    Item::Owned(present(&o, rt, &info.version))
+                } else {
+                    Item::Shared(o)
+                }
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&list)
+        .map_err(|e| status::internal(format!("could not serialize the list: {e}")))?;
+    Ok(Reply::Bytes {
+        code: 200,
+        body: bytes.into(),
+        content_type: "application/json",
+    })
 }
 
-fn items_last(items: &[Value]) -> Value {
-    items.last().cloned().unwrap_or(Value::Null)
+#[derive(serde::Serialize)]
+struct ListBody {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<Item>,
+}
+
+enum Item {
+    Shared(Arc<Value>),
+    Owned(Value),
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Item::Shared(v) => v.as_ref().serialize(s),
+            Item::Owned(v) => v.serialize(s),
+        }
+    }
 }
 
 fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {

@@ -237,6 +237,12 @@ pub enum Reply {
         code: u16,
         body: String,
     },
+    /// Pre-serialized JSON (large lists).
+    Bytes {
+        code: u16,
+        body: Bytes,
+        content_type: &'static str,
+    },
 }
 
 impl Reply {
@@ -267,6 +273,11 @@ fn respond(reply: Reply) -> Response<Body> {
         }
         Reply::Stream { body, content_type } => (200, content_type, body),
         Reply::Text { code, body } => (code, "text/plain; charset=utf-8", full(body)),
+        Reply::Bytes {
+            code,
+            body,
+            content_type,
+        } => (code, content_type, full(body)),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -771,3 +771,48 @@ async fn malformed_bodies_are_bad_requests_not_crashes() {
     // The server is still fine.
     assert_eq!(get(&sim, &format!("{path}/m")).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn selector_watches_see_objects_leave_and_enter_and_get_bookmarks() {
+    let mut config = mc::sim::SimConfig::new("api-bookmarks");
+    config.bookmark_interval = std::time::Duration::from_millis(100);
+    let sim = super::start_sim_with(config).await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let mut obj = cm("sel");
+    obj["metadata"]["labels"] = json!({"a": "1"});
+    let (_, created) = post(&sim, path, obj).await;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    for value in ["2", "1"] {
+        raw(
+            &sim.client,
+            Method::PATCH,
+            &format!("{path}/sel"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"a": value}}}),
+        )
+        .await;
+    }
+    let (s, body) = get(
+        &sim,
+        &format!("{path}?watch=true&labelSelector=a%3D1&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion={rv}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let text = body.as_str().expect("several lines").to_string();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(events[0]["type"], "DELETED", "{text}");
+    assert_eq!(events[1]["type"], "ADDED", "{text}");
+    let bookmark = events
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("a bookmark within 1s");
+    assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+    assert_eq!(bookmark["object"]["apiVersion"], "v1");
+    assert!(bookmark["object"]["metadata"]["resourceVersion"].is_string());
+}

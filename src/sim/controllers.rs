@@ -414,15 +414,19 @@ fn fill_token_secret(shared: &Shared, state: &State, obj: &mut Value) -> Result<
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let Some(sa) = state.get("/serviceaccounts", &ns, &sa_name) else {
+    if sa_name.is_empty() {
         return Err(status::invalid(
             "",
             "Secret",
             &name,
-            "FieldValueNotFound",
+            "FieldValueRequired",
             "metadata.annotations[kubernetes.io/service-account.name]",
-            &format!("Not found: \"{sa_name}\": the ServiceAccount must exist"),
+            "Required value",
         ));
+    }
+    // Filled in when the ServiceAccount appears (see `on_service_account`).
+    let Some(sa) = state.get("/serviceaccounts", &ns, &sa_name) else {
+        return Ok(());
     };
     let sa_uid = meta_str(&sa, "uid").to_string();
     obj["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(sa_uid);
@@ -445,6 +449,38 @@ fn fill_token_secret(shared: &Shared, state: &State, obj: &mut Value) -> Result<
     obj["data"]["ca.crt"] = json!(b64.encode(&shared.pki.ca_pem));
     obj["data"]["namespace"] = json!(b64.encode(&ns));
     Ok(())
+}
+
+/// The token controller: legacy token Secrets waiting for their ServiceAccount get filled when
+/// it appears, and are deleted with it.
+fn on_service_account(shared: &Shared, state: &mut State, ev: &Event) {
+    if ev.etype == EventType::Modified {
+        return;
+    }
+    let sa_name = meta_str(&ev.object, "name");
+    let waiting: Vec<Arc<Value>> = state
+        .list("/secrets", Some(&ev.namespace))
+        .into_iter()
+        .filter(|s| {
+            s.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
+                && s.pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                    .and_then(Value::as_str)
+                    == Some(sa_name)
+        })
+        .collect();
+    for secret in waiting {
+        if ev.etype == EventType::Deleted {
+            state.remove("/secrets", &ev.namespace, meta_str(&secret, "name"));
+            continue;
+        }
+        if secret.pointer("/data/token").is_some() {
+            continue;
+        }
+        let mut filled = (*secret).clone();
+        if fill_token_secret(shared, state, &mut filled).is_ok() {
+            state.put("/secrets", filled, EventType::Modified);
+        }
+    }
 }
 
 /// Drains the pending events and reacts to them until nothing new happens.
@@ -483,6 +519,7 @@ pub fn run(shared: &Shared, state: &mut State) {
                     }
                 }
                 "apps/deployments" => on_deployment(state, ev),
+                "/serviceaccounts" => on_service_account(shared, state, ev),
                 _ => {}
             }
             if ev.etype == EventType::Deleted {

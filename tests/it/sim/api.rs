@@ -816,3 +816,35 @@ async fn selector_watches_see_objects_leave_and_enter_and_get_bookmarks() {
     assert_eq!(bookmark["object"]["apiVersion"], "v1");
     assert!(bookmark["object"]["metadata"]["resourceVersion"].is_string());
 }
+
+#[tokio::test]
+async fn token_secrets_wait_for_their_service_account_and_go_with_it() {
+    let sim = start_sim("api-token-secret").await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "early-token",
+        "annotations": {"kubernetes.io/service-account.name": "early"}}, "type": "kubernetes.io/service-account-token"});
+    let (s, sec) = post(&sim, "/api/v1/namespaces/default/secrets", secret).await;
+    assert_eq!(s, StatusCode::CREATED, "{sec}");
+    assert!(sec["data"]["token"].is_null());
+    post(
+        &sim,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "early"}}),
+    )
+    .await;
+    let (_, sec) = get(&sim, "/api/v1/namespaces/default/secrets/early-token").await;
+    assert!(sec["data"]["token"].is_string(), "{sec}");
+    raw(
+        &sim.client,
+        Method::DELETE,
+        "/api/v1/namespaces/default/serviceaccounts/early",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        get(&sim, "/api/v1/namespaces/default/secrets/early-token")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}

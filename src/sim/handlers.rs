@@ -452,6 +452,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
         }
         obj["metadata"]["name"] = json!(name);
     }
+    validate_name(rt, &name)?;
     if state.get(&rt.key(), ns_of(info), &name).is_some() {
         return Err(status::already_exists(&rt.group, &rt.plural, &name));
     }
@@ -479,6 +480,66 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     let stored = state.put(&rt.key(), obj, EventType::Added);
     controllers::run(&ctx.shared, &mut state);
     Ok(Reply::json(201, present(&stored, rt, &info.version)))
+}
+
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Object names as kube-apiserver validates them: Services are DNS-1035 labels, Namespaces
+/// RFC 1123 labels (both at most 63 characters, which is why mc shortens long names), RBAC
+/// objects path segments, everything else RFC 1123 subdomains.
+fn validate_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
+    let invalid = |detail: String| {
+        Err(status::invalid(
+            &rt.group,
+            &rt.kind,
+            name,
+            "FieldValueInvalid",
+            "metadata.name",
+            &format!("Invalid value: \"{name}\": {detail}"),
+        ))
+    };
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "services") => {
+            if name.len() > 63 {
+                return invalid("must be no more than 63 characters".into());
+            }
+            if !is_label(name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                return invalid(DNS1035_MSG.into());
+            }
+        }
+        ("", "namespaces") => {
+            if name.len() > 63 {
+                return invalid("must be no more than 63 characters".into());
+            }
+            if !is_label(name) {
+                return invalid(LABEL_MSG.into());
+            }
+        }
+        ("rbac.authorization.k8s.io", _) => {
+            if name == "." || name == ".." || name.contains('/') || name.contains('%') {
+                return invalid("may not contain '/' or '%' and may not be '.' or '..'".into());
+            }
+        }
+        _ => {
+            if name.len() > 253 {
+                return invalid("must be no more than 253 characters".into());
+            }
+            if !name.split('.').all(is_label) {
+                return invalid(SUBDOMAIN_MSG.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Server-set metadata of a new object.
@@ -738,6 +799,7 @@ fn patch_object(
                     return Err(status::not_found(&rt.group, &rt.plural, name));
                 }
                 require_namespace(&state, rt, info)?;
+                validate_name(rt, name)?;
                 let mut obj = result;
                 check_identity(rt, info, &mut obj)?;
                 prepare_create(rt, &mut obj, &now);
@@ -872,6 +934,14 @@ fn delete(
     name: &str,
 ) -> Result<Reply, ApiError> {
     let opts = delete_options(ctx)?;
+    if rt.key() == "/namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
+        return Err(status::forbidden(
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            name,
+            "",
+            "namespaces",
+        ));
+    }
     let mut state = ctx.shared.store.lock();
     let live = state
         .get(&rt.key(), ns_of(info), name)

@@ -848,3 +848,44 @@ async fn token_secrets_wait_for_their_service_account_and_go_with_it() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn names_are_validated_like_the_api_server_and_system_namespaces_stay() {
+    let sim = start_sim("api-names").await;
+    let long = "a".repeat(64);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": long}, "spec": {"ports": [{"port": 80}]}});
+    assert_status(
+        &post(&sim, "/api/v1/namespaces/default/services", svc).await,
+        422,
+        "Invalid",
+        &format!(
+            "Service \"{long}\" is invalid: metadata.name: Invalid value: \"{long}\": must be no more than 63 characters"
+        ),
+    );
+    let resp = post(&sim, "/api/v1/namespaces/default/configmaps", cm("Upper")).await;
+    assert_eq!(resp.0.as_u16(), 422, "{}", resp.1);
+    assert!(
+        resp.1["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("a lowercase RFC 1123 subdomain"))
+    );
+    assert_eq!(
+        post(&sim, "/api/v1/namespaces/default/configmaps", cm("a.b-c"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_status(
+        &raw(
+            &sim.client,
+            Method::DELETE,
+            "/api/v1/namespaces/default",
+            "application/json",
+            &Value::Null,
+        )
+        .await,
+        403,
+        "Forbidden",
+        "namespaces \"default\" is forbidden: this namespace may not be deleted",
+    );
+}

@@ -8,3 +8,4 @@ pub mod cli;
 pub mod identity;
 pub mod k8s;
 pub mod render;
+pub mod sim;

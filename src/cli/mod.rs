@@ -6,6 +6,7 @@ mod completions;
 mod identity;
 mod install;
 pub mod output;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Print references to everything `mc install` creates (pipe to `kubectl delete -f -`).
     Uninstall(install::UninstallArgs),
+    /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
+    Sim(sim::SimArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(args) => identity::run(args),
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -4,3 +4,4 @@
 mod cli;
 mod identity;
 mod install;
+mod sim;

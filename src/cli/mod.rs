@@ -3,6 +3,7 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod gateway;
 pub mod output;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Run the cross-cluster mTLS gateway.
+    Gateway(Box<gateway::GatewayArgs>),
 }
 
 /// Entry point used by `main.rs`.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
+        Command::Gateway(args) => gateway::run(*args),
     }
 }
 

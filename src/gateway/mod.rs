@@ -249,9 +249,25 @@ async fn bind(
     addr: SocketAddr,
     what: &'static str,
 ) -> Result<tokio::net::TcpListener, GatewayError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| GatewayError::Bind { addr, what, source })
+    listen(addr).map_err(|source| GatewayError::Bind { addr, what, source })
+}
+
+/// Accept-queue length asked of the kernel (capped by `net.core.somaxconn`). The default of 128
+/// overflows when hundreds of clients connect at once, and an overflowed queue turns into
+/// retransmits and resets instead of connections.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with `SO_REUSEADDR` (restart on the same port while old connections linger
+/// in TIME_WAIT) and a deep accept queue.
+pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn local_addr(

@@ -381,7 +381,7 @@ pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
                 continue;
             }
             let addr = SocketAddr::new(shared.settings.outbound_ip, port);
-            match TcpListener::bind(addr).await {
+            match super::listen(addr) {
                 Ok(l) => {
                     tracing::info!(%addr, "outbound listener open");
                     let token = shared.stop.child_token();

@@ -2,3 +2,4 @@
 //! processes on 127.0.0.1.
 
 mod cli;
+mod gateway;

@@ -7,3 +7,4 @@
 pub mod cli;
 pub mod gateway;
 pub mod k8s;
+pub mod sim;

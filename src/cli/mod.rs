@@ -5,6 +5,7 @@
 mod completions;
 mod gateway;
 pub mod output;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Run the cross-cluster mTLS gateway.
     Gateway(Box<gateway::GatewayArgs>),
+    /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
+    Sim(sim::SimArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(args),
         Command::Gateway(args) => gateway::run(*args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

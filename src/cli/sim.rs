@@ -1,0 +1,162 @@
+//! `mc sim serve`: run one or more simulated clusters until interrupted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::sim::{SimCluster, SimConfig, merged_kubeconfig, write_kubeconfig};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve simulated Kubernetes API servers on 127.0.0.1 until interrupted.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Name of the one cluster to serve (also its kubeconfig context).
+    #[arg(long, conflicts_with = "clusters")]
+    pub name: Option<String>,
+    /// Several clusters, comma-separated; each gets its own port, CA, store and tokens.
+    #[arg(long, value_delimiter = ',')]
+    pub clusters: Vec<String>,
+    /// Listen address; with several clusters only the IP is used and ports are picked freely.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+    /// Write a kubeconfig (mode 0600) with one context per cluster to this file.
+    #[arg(long)]
+    pub kubeconfig_out: Option<PathBuf>,
+}
+
+/// Validated settings.
+pub struct ServeConfig {
+    names: Vec<String>,
+    addr: SocketAddr,
+    kubeconfig_out: Option<PathBuf>,
+}
+
+impl TryFrom<ServeArgs> for ServeConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(args: ServeArgs) -> anyhow::Result<Self> {
+        let ServeArgs {
+            name,
+            clusters,
+            addr,
+            kubeconfig_out,
+        } = args;
+        let mut names: Vec<String> = match name {
+            Some(n) => vec![n],
+            None => clusters.into_iter().filter(|c| !c.is_empty()).collect(),
+        };
+        if names.is_empty() {
+            names.push("sim".to_string());
+        }
+        for n in &names {
+            let valid = !n.is_empty()
+                && n.len() <= 63
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !n.starts_with('-')
+                && !n.ends_with('-');
+            if !valid {
+                bail!(
+                    "cluster name {n:?} is not a DNS label; use lowercase letters, digits and '-'"
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &names {
+            if !seen.insert(n) {
+                bail!("cluster name {n:?} is given twice; every cluster needs its own name");
+            }
+        }
+        if names.len() > 1 && addr.port() != 0 {
+            bail!(
+                "--addr {addr} has a fixed port but {} clusters need one port each; use port 0",
+                names.len()
+            );
+        }
+        Ok(ServeConfig {
+            names,
+            addr,
+            kubeconfig_out,
+        })
+    }
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    match args.command {
+        SimCommand::Serve(args) => {
+            let config = ServeConfig::try_from(args)?;
+            super::runtime()?.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let ServeConfig {
+        names,
+        addr,
+        kubeconfig_out,
+    } = config;
+    let mut clusters = Vec::new();
+    for name in &names {
+        let mut c = SimConfig::new(name);
+        c.addr = addr;
+        let cluster = SimCluster::start(c)
+            .await
+            .with_context(|| format!("could not start simulated cluster {name}"))?;
+        clusters.push(cluster);
+    }
+    let refs: Vec<&SimCluster> = clusters.iter().collect();
+    if let Some(path) = &kubeconfig_out {
+        write_kubeconfig(path, &merged_kubeconfig(&refs))
+            .with_context(|| format!("could not write the kubeconfig {}", path.display()))?;
+    }
+    for c in &clusters {
+        println!("cluster {} listening on {}", c.name(), c.url());
+    }
+    if let Some(path) = &kubeconfig_out {
+        println!(
+            "kubeconfig written to {} (contexts: {})",
+            path.display(),
+            names.join(", ")
+        );
+    } else {
+        println!("no --kubeconfig-out given; admin tokens:");
+        for c in &clusters {
+            println!("  {}: {}", c.name(), c.admin_token());
+        }
+    }
+    wait_for_signal().await?;
+    for c in clusters {
+        c.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("could not listen for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not listen for Ctrl-C")?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Who is calling: the admin bearer token (`system:masters`), ServiceAccount JWTs bound to
+//! their ServiceAccount (and Secret) by uid, and `Impersonate-*` headers for callers allowed to
+//! impersonate. Anonymous requests get 401 (only health and version are public).
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::rbac::{Attributes, RbacSnapshot, UserInfo};
+use super::server::{API_AUDIENCE, Shared, authorize};
+use super::status::{self, ApiError};
+use super::store::meta_str;
+use super::token::ServiceAccountClaims;
+
+pub const ADMIN_USER: &str = "mc-sim:admin";
+
+pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(status::unauthorized)?;
+    if constant_time_eq(token.as_bytes(), shared.admin_token.as_bytes()) {
+        return Ok(UserInfo {
+            username: ADMIN_USER.to_string(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        });
+    }
+    let claims = shared
+        .signer
+        .verify(token, super::controllers::now_unix())
+        .map_err(|_| status::unauthorized())?;
+    check_bound_objects(shared, &claims)?;
+    Ok(service_account_user(
+        &claims.namespace,
+        &claims.service_account_name,
+    ))
+}
+
+/// A token is only as alive as the objects it was bound to (kube-apiserver checks uids too).
+fn check_bound_objects(shared: &Shared, claims: &ServiceAccountClaims) -> Result<(), ApiError> {
+    if !claims.audiences.is_empty() && !claims.audiences.iter().any(|a| a == API_AUDIENCE) {
+        return Err(status::unauthorized());
+    }
+    let state = shared.store.lock();
+    let sa = state
+        .get(
+            "/serviceaccounts",
+            &claims.namespace,
+            &claims.service_account_name,
+        )
+        .ok_or_else(status::unauthorized)?;
+    if meta_str(&sa, "uid") != claims.service_account_uid
+        || sa.pointer("/metadata/deletionTimestamp").is_some()
+    {
+        return Err(status::unauthorized());
+    }
+    if let Some(secret) = &claims.secret_name {
+        let s = state
+            .get("/secrets", &claims.namespace, secret)
+            .ok_or_else(status::unauthorized)?;
+        if Some(meta_str(&s, "uid")) != claims.secret_uid.as_deref() {
+            return Err(status::unauthorized());
+        }
+    }
+    Ok(())
+}
+
+pub fn service_account_user(namespace: &str, name: &str) -> UserInfo {
+    UserInfo {
+        username: format!("system:serviceaccount:{namespace}:{name}"),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ],
+    }
+}
+
+/// Applies `Impersonate-User` / `Impersonate-Group` if the caller may impersonate them.
+pub fn impersonate(
+    shared: &Shared,
+    user: UserInfo,
+    headers: &HeaderMap,
+) -> Result<UserInfo, ApiError> {
+    let target = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    let Some(target) = target else {
+        if groups.is_empty() {
+            return Ok(user);
+        }
+        return Err(status::internal(
+            "requested impersonation of groups without a user",
+        ));
+    };
+    let check = |resource: &str, name: &str| {
+        let attrs = Attributes {
+            verb: "impersonate".into(),
+            api_group: String::new(),
+            resource: resource.into(),
+            name: name.into(),
+            resource_request: true,
+            ..Default::default()
+        };
+        authorize(shared, &user, &attrs)
+    };
+    let mut out = if let Some(rest) = target.strip_prefix("system:serviceaccount:") {
+        let (ns, name) = rest.split_once(':').unwrap_or((rest, ""));
+        let attrs = Attributes {
+            verb: "impersonate".into(),
+            resource: "serviceaccounts".into(),
+            name: name.into(),
+            namespace: ns.into(),
+            resource_request: true,
+            ..Default::default()
+        };
+        authorize(shared, &user, &attrs)?;
+        service_account_user(ns, name)
+    } else {
+        check("users", &target)?;
+        UserInfo {
+            username: target,
+            groups: Vec::new(),
+        }
+    };
+    for g in groups {
+        check("groups", &g)?;
+        if !out.groups.contains(&g) {
+            out.groups.push(g);
+        }
+    }
+    if !out.groups.iter().any(|g| g == "system:authenticated") && out.username != "system:anonymous"
+    {
+        out.groups.push("system:authenticated".into());
+    }
+    Ok(out)
+}
+
+pub fn rbac_snapshot(shared: &Shared) -> RbacSnapshot {
+    let state = shared.store.lock();
+    let get = |plural: &str| -> Vec<Value> {
+        state
+            .list(&format!("rbac.authorization.k8s.io/{plural}"), None)
+            .into_iter()
+            .map(|v| (*v).clone())
+            .collect()
+    };
+    RbacSnapshot {
+        roles: get("roles"),
+        cluster_roles: get("clusterroles"),
+        role_bindings: get("rolebindings"),
+        cluster_role_bindings: get("clusterrolebindings"),
+    }
+}
+
+/// Token comparison that does not leak the matching prefix length through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

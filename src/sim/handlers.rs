@@ -1,0 +1,1172 @@
+//! Resource verbs: get, list, create, update, patch, delete, deletecollection, and the
+//! subresources status, scale and token, plus the review types (SSAR, SelfSubjectReview,
+//! TokenReview). Each write runs admission defaults, stores, then lets the controllers react
+//! inside the same lock so that a reader never sees a half-reconciled cluster.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Map, Value, json};
+
+use super::controllers;
+use super::patch;
+use super::proto;
+use super::rbac::{self, Attributes};
+use super::registry::ResourceType;
+use super::selector::{FieldSelector, LabelSelector};
+use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
+use super::standin::apply::{self, ApplyError};
+use super::standin::table;
+use super::status::{self, ApiError};
+use super::store::{EventType, State, meta_str};
+use super::token::ServiceAccountClaims;
+
+pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
+    if rt.create_only {
+        return review(ctx, rt, info);
+    }
+    match (&ctx.method, info.name.as_deref(), info.sub.as_deref()) {
+        (&Method::POST, Some(name), Some("token")) => token_request(ctx, info, name),
+        (&Method::GET, Some(name), Some("scale")) => get_scale(ctx, rt, info, name),
+        (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
+            update_scale(ctx, rt, info, name)
+        }
+        (&Method::GET | &Method::HEAD, Some(name), _) => get(ctx, rt, info, name),
+        (&Method::GET | &Method::HEAD, None, None) => list(ctx, rt, info),
+        (&Method::POST, None, None) => create(ctx, rt, info),
+        (&Method::PUT, Some(name), _) => update(ctx, rt, info, name),
+        (&Method::PATCH, Some(name), _) => patch_object(ctx, rt, info, name),
+        (&Method::DELETE, Some(name), None) => delete(ctx, rt, info, name),
+        (&Method::DELETE, None, None) => delete_collection(ctx, rt, info),
+        _ => Err(status::method_not_allowed()),
+    }
+}
+
+fn ns_of(info: &RequestInfo) -> &str {
+    info.namespace.as_deref().unwrap_or("")
+}
+
+/// The object as the client asked for it: CRD objects get the requested version's apiVersion.
+pub fn present(obj: &Value, rt: &ResourceType, version: &str) -> Value {
+    let mut out = obj.clone();
+    if rt.from_crd {
+        out["apiVersion"] = json!(rt.api_version(version));
+    }
+    out
+}
+
+pub fn table_reply(ctx: &Ctx, rt: &ResourceType, objects: &[Value], rv: &str) -> Reply {
+    let mut t = table::table_for(
+        &rt.group,
+        &rt.plural,
+        rt.printer_columns.as_ref(),
+        objects,
+        rv,
+        controllers::now_unix(),
+    );
+    // kubectl asks for the full object in rows only with includeObject=Object.
+    if ctx.q("includeObject") == Some("Object")
+        && let Some(rows) = t.get_mut("rows").and_then(Value::as_array_mut)
+    {
+        for (row, obj) in rows.iter_mut().zip(objects) {
+            row["object"] = obj.clone();
+        }
+    }
+    Reply::Json {
+        code: 200,
+        body: t,
+        content_type: TABLE_CONTENT_TYPE,
+    }
+}
+
+fn get(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo, name: &str) -> Result<Reply, ApiError> {
+    let state = ctx.shared.store.lock();
+    let obj = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    let obj = present(&obj, rt, &info.version);
+    if ctx.wants_table() {
+        let rv = meta_str(&obj, "resourceVersion").to_string();
+        return Ok(table_reply(ctx, rt, &[obj], &rv));
+    }
+    Ok(Reply::json(200, obj))
+}
+
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn from_ctx(ctx: &Ctx, info: &RequestInfo) -> Result<Filter, ApiError> {
+        let labels = match ctx.q("labelSelector") {
+            Some(s) if !s.is_empty() => LabelSelector::parse(s)
+                .map_err(|e| status::bad_request(format!("unable to parse requirement: {e}")))?,
+            _ => LabelSelector::everything(),
+        };
+        let fields = match ctx.q("fieldSelector") {
+            Some(s) if !s.is_empty() => Some(
+                FieldSelector::parse(s)
+                    .map_err(|e| status::bad_request(format!("invalid field selector: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Filter {
+            namespace: info.namespace.clone(),
+            labels,
+            fields,
+        })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace
+            && meta_str(obj, "namespace") != ns
+        {
+            return false;
+        }
+        self.labels.matches_object(obj) && self.fields.as_ref().is_none_or(|f| f.matches(obj))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    ns: String,
+    name: String,
+}
+
+fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let filter = Filter::from_ctx(ctx, info)?;
+    let limit: usize = ctx
+        .q("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let state = ctx.shared.store.lock();
+    let (list_rv, after) = match ctx.q("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let t: ContinueToken = b64
+                .decode(token)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| status::bad_request("invalid continue token"))?;
+            if t.rv < state.compacted_rv {
+                return Err(status::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            (t.rv, Some((t.ns, t.name)))
+        }
+        None => (state.rv, None),
+    };
+    let candidates = state.list_after(&rt.key(), info.namespace.as_deref(), after.as_ref());
+    let mut items = Vec::new();
+    let mut next = None;
+    for obj in candidates {
+        if !filter.matches(&obj) {
+            continue;
+        }
+        if items.len() == limit {
+            next = Some(ContinueToken {
+                rv: list_rv,
+                ns: meta_str(&items_last(&items), "namespace").to_string(),
+                name: meta_str(&items_last(&items), "name").to_string(),
+            });
+            break;
+        }
+        items.push(present(&obj, rt, &info.version));
+    }
+    drop(state);
+    let rv = list_rv.to_string();
+    if ctx.wants_table() {
+        let mut reply = table_reply(ctx, rt, &items, &rv);
+        if let (Reply::Json { body, .. }, Some(n)) = (&mut reply, &next) {
+            body["metadata"]["continue"] =
+                json!(b64.encode(serde_json::to_vec(n).unwrap_or_default()));
+        }
+        return Ok(reply);
+    }
+    let mut metadata = json!({"resourceVersion": rv});
+    if let Some(n) = next {
+        metadata["continue"] = json!(b64.encode(serde_json::to_vec(&n).unwrap_or_default()));
+    }
+    Ok(Reply::json(
+        200,
+        json!({
+            "kind": format!("{}List", rt.kind),
+            "apiVersion": rt.api_version(&info.version),
+            "metadata": metadata,
+            "items": items,
+        }),
+    ))
+}
+
+fn items_last(items: &[Value]) -> Value {
+    items.last().cloned().unwrap_or(Value::Null)
+}
+
+fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {
+    let ct = ctx.header("content-type");
+    if ct.starts_with("application/yaml") || ct.contains("yaml") {
+        let text = std::str::from_utf8(&ctx.body)
+            .map_err(|_| status::bad_request("the request body is not UTF-8"))?;
+        return serde_saphyr::from_str(text)
+            .map_err(|e| status::bad_request(format!("could not decode the YAML body: {e}")));
+    }
+    if ct.starts_with(proto::PROTOBUF_CONTENT_TYPE) {
+        return Err(status::unsupported_media_type(ct));
+    }
+    serde_json::from_slice(&ctx.body).map_err(|e| {
+        status::bad_request(format!(
+            "the request body could not be decoded as JSON: {e}"
+        ))
+    })
+}
+
+pub fn now_rfc3339() -> String {
+    controllers::now_rfc3339()
+}
+
+fn field_manager(ctx: &Ctx) -> String {
+    if let Some(m) = ctx.q("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    // kube-apiserver derives a default manager from the user agent's program name.
+    let ua = ctx.header("user-agent");
+    let prog = ua.split('/').next().unwrap_or("").trim();
+    if prog.is_empty() {
+        "unknown".to_string()
+    } else {
+        prog.to_string()
+    }
+}
+
+fn dry_run(ctx: &Ctx) -> bool {
+    ctx.q("dryRun") == Some("All")
+}
+
+/// Checks kind/apiVersion/namespace of a body against the request and fills them in.
+fn check_identity(rt: &ResourceType, info: &RequestInfo, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(status::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !kind.is_empty() && kind != rt.kind {
+        return Err(status::bad_request(format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            obj.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+            rt.api_version(&info.version)
+        )));
+    }
+    obj["kind"] = json!(rt.kind);
+    obj["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    let body_ns = meta_str(obj, "namespace").to_string();
+    if rt.namespaced {
+        let ns = ns_of(info);
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        obj["metadata"]["namespace"] = json!(ns);
+    } else if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    Ok(())
+}
+
+fn random_suffix() -> String {
+    use rand::Rng as _;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn require_namespace(state: &State, rt: &ResourceType, info: &RequestInfo) -> Result<(), ApiError> {
+    if rt.namespaced {
+        let ns = ns_of(info);
+        if state.get("/namespaces", "", ns).is_none() {
+            return Err(status::not_found("", "namespaces", ns));
+        }
+    }
+    Ok(())
+}
+
+fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
+    let mut obj = parse_body(ctx)?;
+    check_identity(rt, info, &mut obj)?;
+    let manager = field_manager(ctx);
+    let mut state = ctx.shared.store.lock();
+    require_namespace(&state, rt, info)?;
+    let mut name = meta_str(&obj, "name").to_string();
+    if name.is_empty() {
+        let prefix = meta_str(&obj, "generateName").to_string();
+        if prefix.is_empty() {
+            return Err(status::invalid(
+                &rt.group,
+                &rt.kind,
+                "",
+                "FieldValueRequired",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
+        }
+        loop {
+            name = format!("{prefix}{}", random_suffix());
+            if state.get(&rt.key(), ns_of(info), &name).is_none() {
+                break;
+            }
+        }
+        obj["metadata"]["name"] = json!(name);
+    }
+    if state.get(&rt.key(), ns_of(info), &name).is_some() {
+        return Err(status::already_exists(&rt.group, &rt.plural, &name));
+    }
+    if rt.namespaced {
+        let ns_obj = state.get("/namespaces", "", ns_of(info));
+        if ns_obj.is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                    rt.qualified(),
+                    ns_of(info)
+                ),
+            ));
+        }
+    }
+    let now = now_rfc3339();
+    prepare_create(rt, &mut obj, &now);
+    controllers::admit(&ctx.shared, &mut state, rt, None, &mut obj)?;
+    apply::track_update(None, &mut obj, &manager, &now);
+    if dry_run(ctx) {
+        return Ok(Reply::json(201, present(&obj, rt, &info.version)));
+    }
+    let stored = state.put(&rt.key(), obj, EventType::Added);
+    controllers::run(&ctx.shared, &mut state);
+    Ok(Reply::json(201, present(&stored, rt, &info.version)))
+}
+
+/// Server-set metadata of a new object.
+fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now));
+        meta.insert("generation".into(), json!(1));
+        meta.remove("resourceVersion");
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        meta.remove("selfLink");
+    }
+    // Types with a status subresource start without status (their controllers own it).
+    if rt.has_status()
+        && rt.plural != "pods"
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
+    }
+}
+
+/// Everything except metadata and status: a change there bumps `generation`.
+fn spec_part(obj: &Value) -> Map<String, Value> {
+    obj.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn same_ignoring_bookkeeping(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Common tail of update and patch: subresource rules, immutable metadata, generation,
+/// finalizer completion, no-op detection, store.
+#[allow(clippy::too_many_arguments)] // one call per write path; a struct would only rename them
+fn finish_update(
+    ctx: &Ctx,
+    state: &mut State,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+    live: &Value,
+    mut new: Value,
+    manager: Option<&str>,
+    check_rv: bool,
+) -> Result<Reply, ApiError> {
+    let name = meta_str(live, "name").to_string();
+    let body_rv = meta_str(&new, "resourceVersion").to_string();
+    if check_rv && !body_rv.is_empty() && body_rv != meta_str(live, "resourceVersion") {
+        return Err(status::conflict(&rt.group, &rt.plural, &name));
+    }
+    let body_name = meta_str(&new, "name");
+    if !body_name.is_empty() && body_name != name {
+        return Err(status::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    new["kind"] = json!(rt.kind);
+    new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
+    if info.sub.as_deref() == Some("status") {
+        // Only .status changes through /status.
+        let status = new.get("status").cloned();
+        new = live.clone();
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    } else if rt.has_status() {
+        match live.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        new["metadata"] = json!({});
+    }
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+        "generation",
+    ] {
+        match live["metadata"].get(key) {
+            Some(v) => new["metadata"][key] = v.clone(),
+            None => {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove(key);
+                }
+            }
+        }
+    }
+    if spec_part(live) != spec_part(&new) {
+        let gen_ = live
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        new["metadata"]["generation"] = json!(gen_ + 1);
+    }
+    controllers::admit(&ctx.shared, state, rt, Some(live), &mut new)?;
+    let now = now_rfc3339();
+    if let Some(manager) = manager {
+        apply::track_update(Some(live), &mut new, manager, &now);
+    }
+    new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+    if same_ignoring_bookkeeping(live, &new) {
+        return Ok(Reply::json(200, present(live, rt, &info.version)));
+    }
+    if dry_run(ctx) {
+        return Ok(Reply::json(200, present(&new, rt, &info.version)));
+    }
+    let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
+    let no_finalizers = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
+    let stored = state.put(&rt.key(), new, EventType::Modified);
+    if terminating && no_finalizers {
+        state.remove(&rt.key(), ns_of(info), &name);
+    }
+    controllers::run(&ctx.shared, state);
+    Ok(Reply::json(200, present(&stored, rt, &info.version)))
+}
+
+fn update(
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let mut obj = parse_body(ctx)?;
+    check_identity(rt, info, &mut obj)?;
+    let manager = field_manager(ctx);
+    let mut state = ctx.shared.store.lock();
+    let live = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    finish_update(ctx, &mut state, rt, info, &live, obj, Some(&manager), true)
+}
+
+fn patch_object(
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let ct = ctx
+        .header("content-type")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let is_apply = ct == "application/apply-patch+yaml" || ct == "application/apply-patch+json";
+    if !is_apply
+        && !matches!(
+            ct.as_str(),
+            "application/merge-patch+json"
+                | "application/json-patch+json"
+                | "application/strategic-merge-patch+json"
+        )
+    {
+        return Err(status::unsupported_media_type(&ct));
+    }
+    if ct == "application/strategic-merge-patch+json" && rt.from_crd {
+        return Err(status::unsupported_media_type(&ct));
+    }
+    let force = ctx.q_bool("force");
+    if is_apply && ctx.q("fieldManager").is_none_or(str::is_empty) {
+        return Err(patch_options_invalid(
+            "FieldValueRequired",
+            "fieldManager",
+            "Required value: is required for apply patch",
+        ));
+    }
+    if !is_apply && ctx.q("force").is_some() {
+        return Err(patch_options_invalid(
+            "FieldValueForbidden",
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
+        ));
+    }
+    let body: Value = if is_apply {
+        let text = std::str::from_utf8(&ctx.body)
+            .map_err(|_| status::bad_request("the apply patch is not UTF-8"))?;
+        // JSON is YAML, but parse JSON first: it is what clients send and it is exact.
+        serde_json::from_str(text)
+            .or_else(|_| serde_saphyr::from_str(text))
+            .map_err(|e| status::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&ctx.body)
+            .map_err(|e| status::bad_request(format!("error decoding patch: {e}")))?
+    };
+    let manager = field_manager(ctx);
+    let mut state = ctx.shared.store.lock();
+    let live = state.get(&rt.key(), ns_of(info), name);
+    let now = now_rfc3339();
+    if is_apply {
+        let mut applied = body;
+        if !applied.is_object() {
+            return Err(status::bad_request("the apply patch must be an object"));
+        }
+        let applied_name = meta_str(&applied, "name");
+        if !applied_name.is_empty() && applied_name != name {
+            return Err(status::bad_request(format!(
+                "the name of the object ({applied_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        applied["metadata"]["name"] = json!(name);
+        check_identity(rt, info, &mut applied)?;
+        let result = apply::server_side_apply(live.as_deref(), &applied, &manager, force, &now)
+            .map_err(|e| apply_error(rt, name, e))?;
+        return match live {
+            None => {
+                if info.sub.is_some() {
+                    return Err(status::not_found(&rt.group, &rt.plural, name));
+                }
+                require_namespace(&state, rt, info)?;
+                let mut obj = result;
+                check_identity(rt, info, &mut obj)?;
+                prepare_create(rt, &mut obj, &now);
+                // prepare_create drops status; an apply may not set it on create either.
+                controllers::admit(&ctx.shared, &mut state, rt, None, &mut obj)?;
+                if dry_run(ctx) {
+                    return Ok(Reply::json(201, present(&obj, rt, &info.version)));
+                }
+                let stored = state.put(&rt.key(), obj, EventType::Added);
+                controllers::run(&ctx.shared, &mut state);
+                Ok(Reply::json(201, present(&stored, rt, &info.version)))
+            }
+            Some(live) => {
+                // managedFields were maintained by the apply itself.
+                finish_update(ctx, &mut state, rt, info, &live, result, None, true)
+            }
+        };
+    }
+    let live = live.ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    let mut target = (*live).clone();
+    match ct.as_str() {
+        "application/merge-patch+json" => patch::merge_patch(&mut target, &body),
+        "application/json-patch+json" => patch::json_patch(&mut target, &body)
+            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+        _ => patch::strategic_merge_patch(&mut target, &body)
+            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+    }
+    // A patch that names a resourceVersion is a precondition, like a PUT.
+    let patch_rv = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let check = !patch_rv.is_empty();
+    finish_update(
+        ctx,
+        &mut state,
+        rt,
+        info,
+        &live,
+        target,
+        Some(&manager),
+        check,
+    )
+}
+
+fn patch_options_invalid(reason: &str, field: &str, message: &str) -> ApiError {
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}"),
+    )
+    .with_details(json!({
+        "group": "meta.k8s.io",
+        "kind": "PatchOptions",
+        "causes": [{"reason": reason, "message": message, "field": field}],
+    }))
+}
+
+fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
+    match err {
+        ApplyError::Conflict { causes } => {
+            let n = causes.len();
+            let lines: Vec<String> = causes.iter().map(|c| format!("- {}", c.message)).collect();
+            let message = if n == 1 {
+                format!("Apply failed with 1 conflict: {}", causes[0].message)
+            } else {
+                format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+            };
+            let causes: Vec<Value> = causes
+                .iter()
+                .map(|c| json!({"type": "FieldManagerConflict", "message": c.message, "field": c.field}))
+                .collect();
+            let mut d = json!({"name": name, "kind": rt.plural, "causes": causes});
+            if !rt.group.is_empty() {
+                d["group"] = json!(rt.group);
+            }
+            ApiError::new(409, "Conflict", message).with_details(d)
+        }
+        ApplyError::Invalid(msg) => ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {msg}", rt.kind),
+        ),
+    }
+}
+
+#[derive(Default)]
+struct DeleteOptions {
+    propagation: Option<String>,
+    dry_run: bool,
+    uid: Option<String>,
+    rv: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions {
+        propagation: ctx.q("propagationPolicy").map(str::to_string),
+        dry_run: dry_run(ctx),
+        ..Default::default()
+    };
+    if !ctx.body.is_empty() {
+        let body: Value = serde_json::from_slice(&ctx.body)
+            .map_err(|e| status::bad_request(format!("could not decode DeleteOptions: {e}")))?;
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation = Some(p.to_string());
+        }
+        if body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
+            opts.dry_run = true;
+        }
+        opts.uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.rv = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    Ok(opts)
+}
+
+fn delete(
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let opts = delete_options(ctx)?;
+    let mut state = ctx.shared.store.lock();
+    let live = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    if let Some(uid) = &opts.uid
+        && uid != meta_str(&live, "uid")
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                rt.qualified(),
+                meta_str(&live, "uid")
+            ),
+        ));
+    }
+    if let Some(rv) = &opts.rv
+        && rv != meta_str(&live, "resourceVersion")
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                rt.qualified(),
+                meta_str(&live, "resourceVersion")
+            ),
+        ));
+    }
+    if opts.dry_run {
+        return Ok(Reply::json(200, present(&live, rt, &info.version)));
+    }
+    let reply = delete_one(
+        &ctx.shared,
+        &mut state,
+        rt,
+        &live,
+        opts.propagation.as_deref(),
+    );
+    controllers::run(&ctx.shared, &mut state);
+    Ok(match reply {
+        Deleted::Gone(last) => {
+            if rt.plural == "namespaces" || rt.plural == "pods" {
+                Reply::json(200, present(&last, rt, &info.version))
+            } else {
+                Reply::json(
+                    200,
+                    status::delete_success(&rt.group, &rt.plural, name, meta_str(&last, "uid")),
+                )
+            }
+        }
+        Deleted::Pending(obj) => Reply::json(200, present(&obj, rt, &info.version)),
+    })
+}
+
+enum Deleted {
+    Gone(Arc<Value>),
+    Pending(Arc<Value>),
+}
+
+/// Deletes one object: finalizers defer it (deletionTimestamp set), Orphan strips owner
+/// references from dependents, otherwise it goes now and the controllers collect dependents.
+fn delete_one(
+    shared: &super::server::Shared,
+    state: &mut State,
+    rt: &ResourceType,
+    live: &Value,
+    propagation: Option<&str>,
+) -> Deleted {
+    let ns = meta_str(live, "namespace").to_string();
+    let name = meta_str(live, "name").to_string();
+    let has_finalizers = live
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if propagation == Some("Orphan") {
+        controllers::orphan_dependents(state, meta_str(live, "uid"));
+    }
+    if has_finalizers {
+        if live.pointer("/metadata/deletionTimestamp").is_some() {
+            return Deleted::Pending(Arc::new(live.clone()));
+        }
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
+        let _ = shared;
+        return Deleted::Pending(stored);
+    }
+    if rt.plural == "namespaces" {
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["status"] = json!({"phase": "Terminating"});
+        state.put(&rt.key(), obj, EventType::Modified);
+    }
+    match state.remove(&rt.key(), &ns, &name) {
+        Some(last) => Deleted::Gone(last),
+        None => Deleted::Gone(Arc::new(live.clone())),
+    }
+}
+
+fn delete_collection(
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+) -> Result<Reply, ApiError> {
+    let opts = delete_options(ctx)?;
+    let filter = Filter::from_ctx(ctx, info)?;
+    let mut state = ctx.shared.store.lock();
+    let victims: Vec<Arc<Value>> = state
+        .list(&rt.key(), info.namespace.as_deref())
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .collect();
+    let mut items = Vec::new();
+    for v in victims {
+        if opts.dry_run {
+            items.push(present(&v, rt, &info.version));
+            continue;
+        }
+        match delete_one(&ctx.shared, &mut state, rt, &v, opts.propagation.as_deref()) {
+            Deleted::Gone(last) | Deleted::Pending(last) => {
+                items.push(present(&last, rt, &info.version))
+            }
+        }
+    }
+    controllers::run(&ctx.shared, &mut state);
+    Ok(Reply::json(
+        200,
+        json!({
+            "kind": format!("{}List", rt.kind),
+            "apiVersion": rt.api_version(&info.version),
+            "metadata": {"resourceVersion": state.rv.to_string()},
+            "items": items,
+        }),
+    ))
+}
+
+fn get_scale(
+    ctx: &Ctx,
+    rt: &ResourceType,
+    info: &RequestInfo,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let state = ctx.shared.store.lock();
+    let obj = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    Ok(Reply::json(200, scale_of(&obj)))
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta_str(obj, "name"),
+            "namespace": meta_str(obj, "namespace"),
+            "uid": meta_str(obj, "uid"),
+            "resourceVersion": meta_str(obj, "resourceVersion"),
+            "creationTimestamp": meta_str(obj, "creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+fn update_scale(
+    ctx: &Ctx,
+    rt: &Arc<ResourceType>,
+    info: &RequestInfo,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let body: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| status::bad_request(format!("could not decode the Scale: {e}")))?;
+    let mut state = ctx.shared.store.lock();
+    let live = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    let mut scale = scale_of(&live);
+    if ctx.method == Method::PATCH {
+        match ctx.header("content-type").split(';').next().unwrap_or("") {
+            "application/json-patch+json" => patch::json_patch(&mut scale, &body)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+            _ => patch::merge_patch(&mut scale, &body),
+        }
+    } else {
+        scale = body;
+    }
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    let mut new = (*live).clone();
+    new["spec"]["replicas"] = replicas;
+    let main = RequestInfo {
+        sub: None,
+        ..info.clone()
+    };
+    finish_update(
+        ctx,
+        &mut state,
+        rt,
+        &main,
+        &live,
+        new,
+        Some(&field_manager(ctx)),
+        false,
+    )?;
+    let updated = state
+        .get(&rt.key(), ns_of(info), name)
+        .ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
+    Ok(Reply::json(200, scale_of(&updated)))
+}
+
+/// Decodes a review or TokenRequest body: JSON, or the protobuf kubectl's typed clients send.
+fn review_body(
+    ctx: &Ctx,
+    decode: fn(&[u8]) -> Result<Value, proto::ProtoError>,
+) -> Result<Value, ApiError> {
+    if ctx
+        .header("content-type")
+        .starts_with(proto::PROTOBUF_CONTENT_TYPE)
+    {
+        return decode(&ctx.body)
+            .map_err(|e| status::bad_request(format!("could not decode the protobuf body: {e}")));
+    }
+    parse_body(ctx)
+}
+
+fn review(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiError> {
+    let api_version = rt.api_version(&info.version);
+    match rt.plural.as_str() {
+        "selfsubjectaccessreviews" => {
+            let mut body = review_body(ctx, proto::decode_self_subject_access_review)?;
+            let spec = body.get("spec").cloned().unwrap_or(json!({}));
+            let attrs = if let Some(ra) = spec.get("resourceAttributes") {
+                let s = |k: &str| ra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                Attributes {
+                    verb: s("verb"),
+                    api_group: s("group"),
+                    resource: s("resource"),
+                    subresource: s("subresource"),
+                    name: s("name"),
+                    namespace: s("namespace"),
+                    path: String::new(),
+                    resource_request: true,
+                }
+            } else {
+                let nra = spec
+                    .get("nonResourceAttributes")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let s = |k: &str| nra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                Attributes {
+                    verb: s("verb"),
+                    path: s("path"),
+                    resource_request: false,
+                    ..Default::default()
+                }
+            };
+            let decision = if ctx.is_admin() {
+                rbac::Decision {
+                    allowed: true,
+                    reason: String::new(),
+                }
+            } else {
+                let snapshot = super::auth::rbac_snapshot(&ctx.shared);
+                rbac::authorize(&snapshot, &ctx.user, &attrs)
+            };
+            let mut st = json!({"allowed": decision.allowed});
+            if !decision.reason.is_empty() {
+                st["reason"] = json!(decision.reason);
+            }
+            body["status"] = st;
+            body["kind"] = json!("SelfSubjectAccessReview");
+            body["apiVersion"] = json!(api_version);
+            if !body.get("metadata").is_some_and(Value::is_object) {
+                body["metadata"] = json!({});
+            }
+            body["metadata"]["creationTimestamp"] = Value::Null;
+            Ok(Reply::json(201, body))
+        }
+        "selfsubjectreviews" => Ok(Reply::json(
+            201,
+            json!({
+                "kind": "SelfSubjectReview",
+                "apiVersion": api_version,
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": ctx.user.username, "groups": ctx.user.groups}},
+            }),
+        )),
+        "tokenreviews" => {
+            let mut body = parse_body(ctx)?;
+            let token = body
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            body["status"] = match super::auth::authenticate(&ctx.shared, &headers) {
+                Ok(user) => json!({
+                    "authenticated": true,
+                    "user": {"username": user.username, "groups": user.groups},
+                    "audiences": [super::server::API_AUDIENCE],
+                }),
+                Err(_) => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            body["kind"] = json!("TokenReview");
+            body["apiVersion"] = json!(api_version);
+            Ok(Reply::json(201, body))
+        }
+        _ => {
+            // SubjectAccessReview & co: answer with RBAC for the given user.
+            let mut body = parse_body(ctx)?;
+            let spec = body.get("spec").cloned().unwrap_or(json!({}));
+            let user = rbac::UserInfo {
+                username: spec
+                    .get("user")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                groups: spec
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let ra = spec.get("resourceAttributes").cloned().unwrap_or(json!({}));
+            let s = |k: &str| ra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let attrs = Attributes {
+                verb: s("verb"),
+                api_group: s("group"),
+                resource: s("resource"),
+                subresource: s("subresource"),
+                name: s("name"),
+                namespace: if rt.namespaced {
+                    ns_of(info).to_string()
+                } else {
+                    s("namespace")
+                },
+                path: String::new(),
+                resource_request: true,
+            };
+            let allowed = user.groups.iter().any(|g| g == "system:masters")
+                || rbac::authorize(&super::auth::rbac_snapshot(&ctx.shared), &user, &attrs).allowed;
+            body["status"] = json!({"allowed": allowed});
+            Ok(Reply::json(201, body))
+        }
+    }
+}
+
+fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, ApiError> {
+    let mut body = review_body(ctx, proto::decode_token_request)?;
+    let ns = ns_of(info).to_string();
+    let sa = ctx
+        .shared
+        .store
+        .lock()
+        .get("/serviceaccounts", &ns, name)
+        .ok_or_else(|| status::not_found("", "serviceaccounts", name))?;
+    let audiences: Vec<String> = body
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![super::server::API_AUDIENCE.to_string()]);
+    let seconds = body
+        .pointer("/spec/expirationSeconds")
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(3600);
+    if seconds < 600 {
+        return Err(status::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            "",
+            "FieldValueInvalid",
+            "spec.expirationSeconds",
+            "Invalid value: may not specify a duration less than 10 minutes",
+        ));
+    }
+    let now = controllers::now_unix();
+    let claims = ServiceAccountClaims {
+        issuer: ctx.shared.issuer.clone(),
+        audiences: audiences.clone(),
+        expires_at: now + seconds,
+        issued_at: now,
+        namespace: ns.clone(),
+        service_account_name: name.to_string(),
+        service_account_uid: meta_str(&sa, "uid").to_string(),
+        secret_name: None,
+        secret_uid: None,
+    };
+    let token = ctx
+        .shared
+        .signer
+        .sign(&claims)
+        .map_err(|e| status::internal(format!("could not sign the token: {e}")))?;
+    body["kind"] = json!("TokenRequest");
+    body["apiVersion"] = json!("authentication.k8s.io/v1");
+    if !body.get("metadata").is_some_and(Value::is_object) {
+        body["metadata"] = json!({});
+    }
+    body["metadata"]["name"] = json!(name);
+    body["metadata"]["namespace"] = json!(ns);
+    body["metadata"]["creationTimestamp"] = json!(now_rfc3339());
+    body["spec"]["audiences"] = json!(audiences);
+    body["spec"]["expirationSeconds"] = json!(seconds);
+    body["status"] = json!({
+        "token": token,
+        "expirationTimestamp": controllers::rfc3339_of(now + seconds),
+    });
+    Ok(Reply::json(201, body))
+}

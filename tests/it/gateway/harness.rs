@@ -64,7 +64,12 @@ impl Echo {
 
 /// A TCP echo server on 127.0.0.1 that counts the connections it accepted.
 pub async fn echo() -> Echo {
-    let l = mc::gateway::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    echo_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// An echo server on a given address (e.g. a simulated Service's ClusterIP and port).
+pub async fn echo_at(addr: SocketAddr) -> Echo {
+    let l = mc::gateway::listen(addr).unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();

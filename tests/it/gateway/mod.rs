@@ -2,6 +2,7 @@
 //! HTTP/2 and TCP echo backends; plus one run of the built binary with a static config.
 
 mod harness;
+mod kube;
 mod pki;
 
 use std::time::{Duration, SystemTime};

@@ -211,7 +211,7 @@ async fn stream(
         }
     };
     let _ = backend.set_nodelay(true);
-    shared.metrics.stream(INBOUND, "ok");
+    shared.metrics.inbound.ok.inc();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let guard = shared.drain_guard();
     tokio::spawn(async move {
@@ -227,19 +227,15 @@ async fn stream(
                 return;
             }
         };
-        let open = shared
-            .metrics
-            .open_streams
-            .get_or_create(&super::metrics::Side { side: INBOUND })
-            .clone();
-        open.inc();
+        let side = &shared.metrics.inbound;
+        side.open.inc();
         let outcome = tokio::select! {
             o = super::tunnel::splice(TokioIo::new(upgraded), backend, shared.settings.idle_timeout) => Some(o),
             _ = shared.hard.cancelled() => None,
         };
-        open.dec();
+        side.open.dec();
         if let Some(o) = outcome {
-            shared.metrics.add_bytes(INBOUND, o.to_server, o.to_client);
+            side.add_bytes(o.to_server, o.to_client);
             if let Err(e) = o.result {
                 tracing::debug!(%authority, error = %e, "inbound tunnel ended with an error");
             }

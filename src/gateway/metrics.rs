@@ -45,8 +45,59 @@ pub struct PeerState {
     pub state: &'static str,
 }
 
+/// Handles resolved once for the per-tunnel path, so that a tunnel touches only atomics (no
+/// label hashing, no family lock).
+#[derive(Debug, Clone)]
+pub struct SideHandles {
+    pub ok: Counter,
+    pub open: Gauge,
+    pub to_server: Counter,
+    pub to_client: Counter,
+}
+
+impl SideHandles {
+    fn new(
+        side: &'static str,
+        streams: &Family<SideResult, Counter>,
+        open: &Family<Side, Gauge>,
+        bytes: &Family<Bytes, Counter>,
+    ) -> Self {
+        // One statement per handle: `get_or_create` returns a read guard that lives until the end
+        // of its statement, and creating the next label in the same family needs the write lock.
+        let ok = streams
+            .get_or_create(&SideResult { side, result: "ok" })
+            .clone();
+        let open = open.get_or_create(&Side { side }).clone();
+        let to_server = bytes
+            .get_or_create(&Bytes {
+                side,
+                direction: "to_server",
+            })
+            .clone();
+        let to_client = bytes
+            .get_or_create(&Bytes {
+                side,
+                direction: "to_client",
+            })
+            .clone();
+        Self {
+            ok,
+            open,
+            to_server,
+            to_client,
+        }
+    }
+
+    pub fn add_bytes(&self, to_server: u64, to_client: u64) {
+        self.to_server.inc_by(to_server);
+        self.to_client.inc_by(to_client);
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
+    pub inbound: SideHandles,
+    pub outbound: SideHandles,
     pub registry: Registry,
     /// TCP/TLS connections accepted per side, by result (`ok`, `handshake_failed`, `handshake_timeout`).
     pub connections: Family<SideResult, Counter>,
@@ -139,6 +190,8 @@ impl Metrics {
             outbound_listeners.clone(),
         );
         Self {
+            inbound: SideHandles::new(INBOUND, &streams, &open_streams, &bytes),
+            outbound: SideHandles::new(OUTBOUND, &streams, &open_streams, &bytes),
             registry,
             connections,
             streams,
@@ -175,21 +228,6 @@ impl Metrics {
                 })
                 .set(i64::from(s == state));
         }
-    }
-
-    pub fn add_bytes(&self, side: &'static str, to_server: u64, to_client: u64) {
-        self.bytes
-            .get_or_create(&Bytes {
-                side,
-                direction: "to_server",
-            })
-            .inc_by(to_server);
-        self.bytes
-            .get_or_create(&Bytes {
-                side,
-                direction: "to_client",
-            })
-            .inc_by(to_client);
     }
 
     /// The Prometheus text exposition.

@@ -479,20 +479,16 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
             return;
         }
     };
-    shared.metrics.stream(OUTBOUND, "ok");
-    let open = shared
-        .metrics
-        .open_streams
-        .get_or_create(&Side { side: OUTBOUND })
-        .clone();
-    open.inc();
+    shared.metrics.outbound.ok.inc();
+    let side = &shared.metrics.outbound;
+    side.open.inc();
     let outcome = tokio::select! {
         o = super::tunnel::splice(tcp, TokioIo::new(upgraded), shared.settings.idle_timeout) => Some(o),
         _ = shared.hard.cancelled() => None,
     };
-    open.dec();
+    side.open.dec();
     if let Some(o) = outcome {
-        shared.metrics.add_bytes(OUTBOUND, o.to_server, o.to_client);
+        side.add_bytes(o.to_server, o.to_client);
         if let Err(e) = o.result {
             tracing::debug!(port, error = %e, "outbound tunnel ended with an error");
         }

@@ -49,21 +49,35 @@ cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-sut() { if [[ $PIN == 1 ]]; then taskset -c "$SUT_CPU" "$@"; else "$@"; fi; }
 lg() { if [[ $PIN == 1 ]]; then taskset -c "$LOADGEN_CPU" "$@"; else "$@"; fi; }
 
 # start NAME CMD... -- runs CMD in the background on the SUT CPU; PID in $WORK/NAME.pid
 start() {
   local name=$1; shift
-  sut "$@" >"$WORK/$name.log" 2>&1 &
+  # exec: the recorded PID is the server itself (CPU and RSS are read from /proc/PID).
+  if [[ $PIN == 1 ]]; then
+    (exec taskset -c "$SUT_CPU" "$@" >"$WORK/$name.log" 2>&1) &
+  else
+    (exec "$@" >"$WORK/$name.log" 2>&1) &
+  fi
   local pid=$!
   PIDS+=("$pid")
   echo "$pid" >"$WORK/$name.pid"
+}
+
+# Refuse to start on a port someone already serves: we would measure the wrong process.
+ensure_free() {
+  local port
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "127.0.0.1:$port is already in use (a leftover run?); set BASE_PORT to another range"
+    fi
+  done
 }
 
 wait_port() {
@@ -122,8 +136,9 @@ start_backend() {
   nginx_conf "$WORK/backend.conf" "http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BACKEND_PORT backlog=4096 reuseport; location / { return 200 \"ok\n\"; } }
+  server { listen 127.0.0.1:$BACKEND_PORT backlog=4096; location / { return 200 \"ok\n\"; } }
 }"
+  ensure_free "$BACKEND_PORT"
   start backend nginx -c "$WORK/backend.conf" -e "$WORK/backend.err"
   wait_port "$BACKEND_PORT" || die "backend did not start"
 }
@@ -134,6 +149,7 @@ start_scenario() {
   local name=$1 i=$2 e w p=$WORK/pki
   e=$((BASE_PORT + 100 + 10 * i)); w=$((e + 1))
   EAST_PORT[$name]=$e
+  [[ $name == direct ]] || ensure_free "$e" "$w" $((e + 2)) $((e + 3)) $((e + 4))
   case $name in
     direct) EAST_PORT[$name]=$BACKEND_PORT; GATEWAY_PIDS[$name]=""; return ;;
     nginx-mtls)
@@ -166,7 +182,7 @@ start_scenario() {
       cat >"$WORK/haproxy-west.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode tcp
@@ -182,7 +198,7 @@ CONF
       cat >"$WORK/haproxy-east.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
   ssl-default-server-options ssl-min-ver TLSv1.3
 defaults
   mode tcp

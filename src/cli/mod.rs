@@ -3,6 +3,7 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod gateway;
 mod identity;
 mod install;
 pub mod output;
@@ -46,6 +47,8 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Print references to everything `mc install` creates (pipe to `kubectl delete -f -`).
     Uninstall(install::UninstallArgs),
+    /// Run the cross-cluster mTLS gateway.
+    Gateway(Box<gateway::GatewayArgs>),
     /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
     Sim(sim::SimArgs),
 }
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(args) => identity::run(args),
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Gateway(args) => gateway::run(*args),
         Command::Sim(args) => sim::run(args),
     }
 }

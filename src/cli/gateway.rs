@@ -1,0 +1,199 @@
+//! `mc gateway`: run the cross-cluster mTLS gateway (tables from the Kubernetes API, or from a
+//! static `--config` file for tests and benchmarks).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{self, Settings, TableFeed, source_kube, source_static::StaticConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// Namespace mc is installed in (mc-config, mc-issuer, Links).
+    #[arg(long, default_value = crate::k8s::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Where remote gateways connect (mTLS, HTTP/2 CONNECT).
+    #[arg(long, default_value = "0.0.0.0:4143")]
+    pub inbound_addr: SocketAddr,
+    /// Plain HTTP: /live, /ready, /metrics.
+    #[arg(long, default_value = "0.0.0.0:4191")]
+    pub admin_addr: SocketAddr,
+    /// IP the outbound listeners (one per mirror port) bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub outbound_ip: IpAddr,
+    /// Cluster domain of this cluster's Service names.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Lifetime of the gateway's leaf certificate; it is rotated at two thirds of it.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub cert_lifetime: Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A tunnel with no byte in either direction for this long is closed.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long open tunnels may finish before they are closed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// HTTP/2 streams (tunnels) one peer gateway may have open at once.
+    #[arg(long, default_value_t = 4096)]
+    pub max_streams_per_peer: u32,
+    /// Static tables and identity files instead of the Kubernetes API (see docs/gateway.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let GatewayArgs {
+        namespace,
+        inbound_addr,
+        admin_addr,
+        outbound_ip,
+        cluster_domain,
+        cert_lifetime,
+        handshake_timeout,
+        idle_timeout,
+        drain_timeout,
+        max_streams_per_peer,
+        config,
+        kubeconfig,
+        context,
+    } = args;
+    if cert_lifetime < Duration::from_secs(1) {
+        bail!("--cert-lifetime must be at least 1s (got {cert_lifetime:?})");
+    }
+    if handshake_timeout.is_zero() || idle_timeout.is_zero() {
+        bail!("--handshake-timeout and --idle-timeout must be greater than zero");
+    }
+    if max_streams_per_peer == 0 {
+        bail!("--max-streams-per-peer must be at least 1");
+    }
+    let settings = Settings {
+        inbound_addr,
+        admin_addr,
+        outbound_ip,
+        cluster_domain,
+        cert_lifetime,
+        handshake_timeout,
+        idle_timeout,
+        max_streams_per_peer,
+    };
+    super::runtime()?.block_on(async move {
+        let stop = CancellationToken::new();
+        let (name, material, feed, _keep_tables) = match config {
+            Some(path) => {
+                let cfg = StaticConfig::load(&path).with_context(|| {
+                    format!(
+                        "hint: see docs/gateway.md for the format of {}",
+                        path.display()
+                    )
+                })?;
+                let material = cfg.material();
+                // Static mode fails fast on unusable files instead of waiting for them.
+                let m = material().await.map_err(anyhow::Error::msg)?;
+                gateway::identity::root_store(&m.anchors_pem).with_context(|| {
+                    format!("the anchors in {} are not usable", cfg.anchors.display())
+                })?;
+                gateway::identity::mint(
+                    &cfg.name(),
+                    &m,
+                    cert_lifetime,
+                    std::time::SystemTime::now(),
+                )
+                .with_context(|| {
+                    format!(
+                        "cannot mint a certificate from {} and {}",
+                        cfg.issuer_cert.display(),
+                        cfg.issuer_key.display()
+                    )
+                })?;
+                let (tables_tx, tables) = watch::channel(Arc::new(cfg.tables()));
+                let (synced_tx, synced) = watch::channel(true);
+                (
+                    cfg.name(),
+                    material,
+                    TableFeed { tables, synced },
+                    Some((tables_tx, synced_tx)),
+                )
+            }
+            None => {
+                let client = kube_client(kubeconfig, context).await?;
+                let name = source_kube::gateway_name(&client, &namespace).await?;
+                let feed = source_kube::spawn(client.clone(), &namespace, stop.clone());
+                (
+                    name,
+                    source_kube::material(client, namespace.clone()),
+                    feed,
+                    None,
+                )
+            }
+        };
+        let running = gateway::start(settings, name, material, feed)
+            .await
+            .context("the gateway could not start")?;
+        shutdown_signal().await;
+        tracing::info!(?drain_timeout, "shutting down: draining open connections");
+        stop.cancel();
+        running.shutdown(drain_timeout).await;
+        Ok(())
+    })
+}
+
+async fn kube_client(
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .context("cannot load the kubeconfig context; check --context")?,
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found; pass --kubeconfig or --config")?,
+    };
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

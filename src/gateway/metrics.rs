@@ -1,0 +1,240 @@
+//! Prometheus metrics of the gateway. Counters are bumped once per connection, stream or
+//! handshake, never per byte: byte counts are added when a tunnel closes.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `inbound` = remote gateways -> local services; `outbound` = local clients -> remote gateways.
+pub const INBOUND: &str = "inbound";
+pub const OUTBOUND: &str = "outbound";
+
+/// Pool states, one gauge per (peer, state) set to 1 for the current state.
+pub const POOL_STATES: [&str; 3] = ["connecting", "ready", "backoff"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideResult {
+    pub side: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Side {
+    pub side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Bytes {
+    pub side: &'static str,
+    /// `to_server`: from the caller towards the service; `to_client`: the answers.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerResult {
+    pub peer: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerState {
+    pub peer: String,
+    pub state: &'static str,
+}
+
+/// Handles resolved once for the per-tunnel path, so that a tunnel touches only atomics (no
+/// label hashing, no family lock).
+#[derive(Debug, Clone)]
+pub struct SideHandles {
+    pub ok: Counter,
+    pub open: Gauge,
+    pub to_server: Counter,
+    pub to_client: Counter,
+}
+
+impl SideHandles {
+    fn new(
+        side: &'static str,
+        streams: &Family<SideResult, Counter>,
+        open: &Family<Side, Gauge>,
+        bytes: &Family<Bytes, Counter>,
+    ) -> Self {
+        // One statement per handle: `get_or_create` returns a read guard that lives until the end
+        // of its statement, and creating the next label in the same family needs the write lock.
+        let ok = streams
+            .get_or_create(&SideResult { side, result: "ok" })
+            .clone();
+        let open = open.get_or_create(&Side { side }).clone();
+        let to_server = bytes
+            .get_or_create(&Bytes {
+                side,
+                direction: "to_server",
+            })
+            .clone();
+        let to_client = bytes
+            .get_or_create(&Bytes {
+                side,
+                direction: "to_client",
+            })
+            .clone();
+        Self {
+            ok,
+            open,
+            to_server,
+            to_client,
+        }
+    }
+
+    pub fn add_bytes(&self, to_server: u64, to_client: u64) {
+        self.to_server.inc_by(to_server);
+        self.to_client.inc_by(to_client);
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub inbound: SideHandles,
+    pub outbound: SideHandles,
+    pub registry: Registry,
+    /// TCP/TLS connections accepted per side, by result (`ok`, `handshake_failed`, `handshake_timeout`).
+    pub connections: Family<SideResult, Counter>,
+    /// CONNECT streams per side by result (`ok` or a refusal reason).
+    pub streams: Family<SideResult, Counter>,
+    pub open_streams: Family<Side, Gauge>,
+    pub bytes: Family<Bytes, Counter>,
+    pub handshake_failures: Family<Side, Counter>,
+    pub peer_connects: Family<PeerResult, Counter>,
+    pub peer_pool_state: Family<PeerState, Gauge>,
+    pub dial_duration: Histogram,
+    pub cert_expiry: Gauge,
+    pub cert_rotations: Counter,
+    pub outbound_listeners: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mc_gateway");
+        let connections = Family::<SideResult, Counter>::default();
+        registry.register(
+            "connections",
+            "Connections accepted by side and result (ok, handshake_failed, handshake_timeout)",
+            connections.clone(),
+        );
+        let streams = Family::<SideResult, Counter>::default();
+        registry.register(
+            "streams",
+            "CONNECT streams by side and result (ok or the refusal reason)",
+            streams.clone(),
+        );
+        let open_streams = Family::<Side, Gauge>::default();
+        registry.register(
+            "open_streams",
+            "Tunnels currently open",
+            open_streams.clone(),
+        );
+        let bytes = Family::<Bytes, Counter>::default();
+        registry.register(
+            "bytes",
+            "Bytes carried by closed tunnels, by side and direction",
+            bytes.clone(),
+        );
+        let handshake_failures = Family::<Side, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (bad or missing certificate, wrong identity, timeout)",
+            handshake_failures.clone(),
+        );
+        let peer_connects = Family::<PeerResult, Counter>::default();
+        registry.register(
+            "peer_connects",
+            "Attempts to (re)establish the pooled connection to a peer gateway",
+            peer_connects.clone(),
+        );
+        let peer_pool_state = Family::<PeerState, Gauge>::default();
+        registry.register(
+            "peer_pool_state",
+            "1 for the current state of the pooled connection to each peer (connecting, ready, backoff)",
+            peer_pool_state.clone(),
+        );
+        let dial_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "backend_dial_duration_seconds",
+            "Time to open the TCP connection to a local exported service",
+            dial_duration.clone(),
+        );
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the gateway's current leaf certificate (Unix time)",
+            cert_expiry.clone(),
+        );
+        let cert_rotations = Counter::default();
+        registry.register(
+            "certificate_rotations",
+            "Leaf certificates minted after the first one",
+            cert_rotations.clone(),
+        );
+        let outbound_listeners = Gauge::default();
+        registry.register(
+            "outbound_listeners",
+            "Outbound ports currently listening",
+            outbound_listeners.clone(),
+        );
+        Self {
+            inbound: SideHandles::new(INBOUND, &streams, &open_streams, &bytes),
+            outbound: SideHandles::new(OUTBOUND, &streams, &open_streams, &bytes),
+            registry,
+            connections,
+            streams,
+            open_streams,
+            bytes,
+            handshake_failures,
+            peer_connects,
+            peer_pool_state,
+            dial_duration,
+            cert_expiry,
+            cert_rotations,
+            outbound_listeners,
+        }
+    }
+
+    pub fn connection(&self, side: &'static str, result: &'static str) {
+        self.connections
+            .get_or_create(&SideResult { side, result })
+            .inc();
+    }
+
+    pub fn stream(&self, side: &'static str, result: &'static str) {
+        self.streams
+            .get_or_create(&SideResult { side, result })
+            .inc();
+    }
+
+    pub fn set_pool_state(&self, peer: &str, state: &'static str) {
+        for s in POOL_STATES {
+            self.peer_pool_state
+                .get_or_create(&PeerState {
+                    peer: peer.to_owned(),
+                    state: s,
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,367 @@
+//! `mc gateway`: the cross-cluster data plane. One process per cluster with two sides.
+//!
+//! ```text
+//!            east cluster                                   west cluster
+//!  client ──TCP──▶ outbound listener :10001          inbound :4143 (mTLS, h2)
+//!                   │ (port -> peer, authority)        │ verify: chains to anchor + gateway SAN
+//!                   ▼                                  ▼
+//!             peer pool "west" ═══ one mTLS HTTP/2 ═══▶ CONNECT backend.default.svc.cluster.local:8888
+//!             (reconnects with backoff)  connection    │ route: exported now? ──no──▶ 403/404/400
+//!                                                      ▼ yes
+//!                                                   TCP dial ClusterIP:8888 ──▶ backend pod
+//! ```
+//!
+//! Layers, inside out: `config` (routing tables, pure), `identity` (minting, pure), `tls`
+//! (rustls configs), `tunnel` (byte splicing); the I/O modules `inbound`, `outbound`, `admin`
+//! serve sockets; `source_static` and `source_kube` produce the tables. Tables are published as
+//! immutable `Arc<Tables>` snapshots through a `tokio::sync::watch`, read once per stream.
+
+pub mod admin;
+pub mod config;
+pub mod identity;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod source_kube;
+pub mod source_static;
+pub mod tls;
+pub mod tunnel;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Tables;
+pub use identity::{GatewayName, IssuerMaterial};
+pub use metrics::Metrics;
+
+/// HTTP/2 flow-control windows: large enough that one stream can fill a fast link, while the
+/// connection window bounds what a peer can make us buffer across all its streams.
+pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+pub const MAX_FRAME: u32 = 64 * 1024;
+/// A CONNECT request carries a handful of headers; anything large is abuse.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Dialing a local service should take milliseconds; a stuck SYN must not hold a stream forever.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Response header naming why a CONNECT was refused (the metric label).
+pub const REFUSAL_HEADER: &str = "mc-refusal";
+
+/// Knobs of a running gateway (flags of `mc gateway`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// Address the outbound listeners bind (their ports come from the tables).
+    pub outbound_ip: IpAddr,
+    /// Domain of this cluster's Service names in inbound `:authority`s.
+    pub cluster_domain: String,
+    pub cert_lifetime: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_streams_per_peer: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            inbound_addr: SocketAddr::from(([0, 0, 0, 0], crate::k8s::GATEWAY_PORT)),
+            admin_addr: SocketAddr::from(([0, 0, 0, 0], crate::k8s::GATEWAY_PROBE_PORT)),
+            outbound_ip: IpAddr::from([0, 0, 0, 0]),
+            cluster_domain: "cluster.local".into(),
+            cert_lifetime: Duration::from_secs(24 * 3600),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
+            max_streams_per_peer: 4096,
+        }
+    }
+}
+
+/// Fetches the issuer material; called at start and before every rotation, so that a rotated
+/// issuer is picked up without a restart.
+pub type MaterialSource =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<IssuerMaterial, String>> + Send + Sync>;
+
+/// Where the routing tables come from: a snapshot channel and whether the source is synced.
+pub struct TableFeed {
+    pub tables: watch::Receiver<Arc<Tables>>,
+    pub synced: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr} ({what})")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the issuer material: {0}")]
+    Material(String),
+    #[error("cannot mint the gateway certificate")]
+    Mint(#[source] identity::IdentityError),
+    #[error("the trust anchors are unusable")]
+    Anchors(#[source] identity::IdentityError),
+    #[error("cannot build the TLS configuration")]
+    Tls(#[source] tls::TlsError),
+}
+
+/// State shared by every task of one gateway.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub name: GatewayName,
+    pub metrics: Arc<Metrics>,
+    pub tables: watch::Receiver<Arc<Tables>>,
+    /// Cancelled on shutdown: stop accepting.
+    pub stop: CancellationToken,
+    /// Cancelled when draining is over (or on kill): drop every open tunnel.
+    pub hard: CancellationToken,
+    /// Each open connection/tunnel holds a receiver; draining waits for all to be dropped.
+    pub drain: watch::Sender<()>,
+}
+
+impl Shared {
+    pub fn drain_guard(&self) -> watch::Receiver<()> {
+        self.drain.subscribe()
+    }
+}
+
+/// A running gateway. Dropping it does not stop it; call [`Running::shutdown`] or [`Running::kill`].
+pub struct Running {
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    /// The identity store; exposed so tests and the admin can see the current leaf.
+    pub certs: Arc<tls::CertStore>,
+    shared: Arc<Shared>,
+}
+
+impl Running {
+    /// Stop accepting, let open tunnels finish for up to `drain`, then drop what is left.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shared.stop.cancel();
+        let drain_tx = &self.shared.drain;
+        if tokio::time::timeout(drain, drain_tx.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = drain_tx.receiver_count(),
+                "drain timeout: closing the remaining connections"
+            );
+        }
+        self.shared.hard.cancel();
+    }
+
+    /// Drop everything now, as a crash would (open connections are reset, not drained).
+    pub fn kill(self) {
+        self.shared.stop.cancel();
+        self.shared.hard.cancel();
+    }
+
+    /// Resolves when the gateway was told to stop (for callers that share the token).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.shared.stop.clone()
+    }
+}
+
+/// Starts a gateway: mints the first leaf (retrying while the material is unavailable), binds
+/// the admin and inbound addresses, and starts the outbound manager and the rotation task.
+pub async fn start(
+    settings: Settings,
+    name: GatewayName,
+    material: MaterialSource,
+    feed: TableFeed,
+) -> Result<Running, GatewayError> {
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let hard = CancellationToken::new();
+    let (identity_ready_tx, identity_ready) = watch::channel(false);
+
+    let admin_listener = bind(settings.admin_addr, "admin").await?;
+    let admin_addr = local_addr(&admin_listener, settings.admin_addr, "admin")?;
+    tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.clone(),
+        identity_ready,
+        feed.synced.clone(),
+        hard.clone(),
+    ));
+
+    let first = first_material(&material, &hard).await?;
+    let roots = Arc::new(identity::root_store(&first.anchors_pem).map_err(GatewayError::Anchors)?);
+    let leaf = identity::mint(&name, &first, settings.cert_lifetime, SystemTime::now())
+        .map_err(GatewayError::Mint)?;
+    tracing::info!(
+        identity = %name.dns(),
+        serial = %leaf.serial_hex,
+        expires = %humantime::format_rfc3339_seconds(leaf.not_after),
+        "minted the gateway certificate"
+    );
+    metrics.cert_expiry.set(unix_secs(leaf.not_after));
+    let certs = tls::CertStore::new(leaf.certified.clone());
+    let server_tls = tls::server_config(roots.clone(), certs.clone(), &name.namespace)
+        .map_err(GatewayError::Tls)?;
+    let client_tls = tls::client_config(roots, certs.clone()).map_err(GatewayError::Tls)?;
+    let _ = identity_ready_tx.send(true);
+
+    let inbound_listener = bind(settings.inbound_addr, "inbound").await?;
+    let inbound_addr = local_addr(&inbound_listener, settings.inbound_addr, "inbound")?;
+
+    let (drain, _) = watch::channel(());
+    let shared = Arc::new(Shared {
+        settings,
+        name,
+        metrics: metrics.clone(),
+        tables: feed.tables,
+        stop,
+        hard,
+        drain,
+    });
+    tokio::spawn(inbound::serve(
+        inbound_listener,
+        tokio_rustls::TlsAcceptor::from(server_tls),
+        shared.clone(),
+    ));
+    tokio::spawn(outbound::manage(shared.clone(), client_tls));
+    tokio::spawn(rotate(
+        shared.clone(),
+        material,
+        certs.clone(),
+        leaf.rotate_at,
+    ));
+    tracing::info!(%inbound_addr, %admin_addr, "gateway started");
+    Ok(Running {
+        inbound_addr,
+        admin_addr,
+        metrics,
+        certs,
+        shared,
+    })
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<tokio::net::TcpListener, GatewayError> {
+    listen(addr).map_err(|source| GatewayError::Bind { addr, what, source })
+}
+
+/// Accept-queue length asked of the kernel (capped by `net.core.somaxconn`). The default of 128
+/// overflows when hundreds of clients connect at once, and an overflowed queue turns into
+/// retransmits and resets instead of connections.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with `SO_REUSEADDR` (restart on the same port while old connections linger
+/// in TIME_WAIT) and a deep accept queue.
+pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+fn local_addr(
+    l: &tokio::net::TcpListener,
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, GatewayError> {
+    l.local_addr()
+        .map_err(|source| GatewayError::Bind { addr, what, source })
+}
+
+async fn first_material(
+    material: &MaterialSource,
+    hard: &CancellationToken,
+) -> Result<IssuerMaterial, GatewayError> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match material().await {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the issuer material");
+                tokio::select! {
+                    _ = hard.cancelled() => return Err(GatewayError::Material(e)),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Mints a new leaf two thirds into the current one's life; on failure retries while the current
+/// leaf is still valid (logging loudly), so a briefly missing Secret does not cause an outage.
+async fn rotate(
+    shared: Arc<Shared>,
+    material: MaterialSource,
+    certs: Arc<tls::CertStore>,
+    mut rotate_at: SystemTime,
+) {
+    loop {
+        let wait = rotate_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tokio::select! {
+            _ = shared.hard.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let minted = match material().await {
+            Ok(m) => identity::mint(
+                &shared.name,
+                &m,
+                shared.settings.cert_lifetime,
+                SystemTime::now(),
+            )
+            .map_err(|e| anyhow_chain(&e)),
+            Err(e) => Err(e),
+        };
+        match minted {
+            Ok(leaf) => {
+                certs.swap(leaf.certified.clone());
+                shared.metrics.cert_expiry.set(unix_secs(leaf.not_after));
+                shared.metrics.cert_rotations.inc();
+                tracing::info!(
+                    serial = %leaf.serial_hex,
+                    expires = %humantime::format_rfc3339_seconds(leaf.not_after),
+                    "rotated the gateway certificate"
+                );
+                rotate_at = leaf.rotate_at;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rotate the gateway certificate; retrying");
+                // Retry soon, but not in a hot loop.
+                let retry = (shared.settings.cert_lifetime / 30)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(30));
+                rotate_at = SystemTime::now() + retry;
+            }
+        }
+    }
+}
+
+/// Renders an error with its sources, `a: b: c`.
+fn anyhow_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

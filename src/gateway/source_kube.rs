@@ -1,0 +1,593 @@
+//! Tables from the Kubernetes API: watches Services (exports and mirrors, all namespaces) and
+//! `Link`s (peers, the gateway's namespace), keeps a compact index with synchronous
+//! `apply`/`delete`/`relist`, and republishes the derived [`Tables`] on every change.
+//!
+//! ```text
+//! watch Services ──┐                        ┌─▶ services (exported? ClusterIP:port)
+//!                  ├─▶ KubeIndex ─▶ tables()├─▶ listeners (mirror gateway-ports -> authority)
+//! watch Links ─────┘   (pure)               └─▶ peers (gatewayAddresses[0]:gatewayPort, identity)
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{Listener, Peer, ServiceEntry, Tables, remote_authority};
+use super::identity::{GatewayName, IssuerMaterial};
+use super::{MaterialSource, TableFeed};
+use crate::k8s::{
+    ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ISSUER_SECRET, LABEL_EXPORTED,
+    LABEL_MIRROR_OF, Link,
+};
+
+/// ConfigMap keys.
+pub const KEY_CLUSTER_NAME: &str = "clusterName";
+pub const KEY_TRUST_DOMAIN: &str = "trustDomain";
+pub const KEY_CA_BUNDLE: &str = "ca-bundle.crt";
+
+/// What the gateway keeps of one Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvcRecord {
+    pub entry: ServiceEntry,
+    pub mirror: Option<Mirror>,
+}
+
+/// A mirror Service's routing facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub target: String,
+    pub remote_namespace: String,
+    pub remote_name: String,
+    /// Service port (remote) -> local outbound port.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+/// Extracts the routing facts of a Service. Never fails: malformed mirror annotations make the
+/// Service a non-mirror (logged), so one bad object cannot stop the gateway.
+pub fn record_of(svc: &Service) -> SvcRecord {
+    let labels = svc.labels();
+    let exported = labels.get(LABEL_EXPORTED).map(String::as_str) == Some("true");
+    let spec = svc.spec.as_ref();
+    let ip: Option<IpAddr> = spec
+        .and_then(|s| s.cluster_ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
+    let mut backends = HashMap::new();
+    if let Some(ip) = ip {
+        for p in spec.and_then(|s| s.ports.as_ref()).into_iter().flatten() {
+            let tcp = p.protocol.as_deref().is_none_or(|proto| proto == "TCP");
+            if let (true, Ok(port)) = (tcp, u16::try_from(p.port)) {
+                backends.insert(port, SocketAddr::new(ip, port));
+            }
+        }
+    }
+    let mirror = labels
+        .get(LABEL_MIRROR_OF)
+        .and_then(|target| mirror_of(svc, target));
+    SvcRecord {
+        entry: ServiceEntry { exported, backends },
+        mirror,
+    }
+}
+
+fn mirror_of(svc: &Service, target: &str) -> Option<Mirror> {
+    let ann = svc.annotations();
+    let name = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
+    let remote = ann.get(ANNOTATION_REMOTE_SERVICE)?;
+    let Some((remote_namespace, remote_name)) = remote.split_once('/') else {
+        tracing::warn!(service = %name, value = %remote, "mirror has a malformed {ANNOTATION_REMOTE_SERVICE} annotation; ignoring it");
+        return None;
+    };
+    let ports_json = ann.get(ANNOTATION_GATEWAY_PORTS)?;
+    let parsed: HashMap<String, u16> = match serde_json::from_str(ports_json) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(service = %name, error = %e, "mirror has a malformed {ANNOTATION_GATEWAY_PORTS} annotation; ignoring it");
+            return None;
+        }
+    };
+    let mut ports = BTreeMap::new();
+    for (svc_port, local) in parsed {
+        match svc_port.parse::<u16>() {
+            Ok(p) if local != 0 => {
+                ports.insert(p, local);
+            }
+            _ => {
+                tracing::warn!(service = %name, port = %svc_port, "mirror port mapping is not valid; skipping it");
+            }
+        }
+    }
+    Some(Mirror {
+        target: target.to_owned(),
+        remote_namespace: remote_namespace.to_owned(),
+        remote_name: remote_name.to_owned(),
+        ports,
+    })
+}
+
+/// A peer as the Link describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRecord {
+    pub peer: Option<Peer>,
+    pub cluster_domain: String,
+}
+
+pub fn link_record(link: &Link) -> LinkRecord {
+    let s = &link.spec;
+    let peer = s.gateway_addresses.first().map(|host| Peer {
+        address: host_port(host, s.gateway_port),
+        identity: s.gateway_identity.clone(),
+    });
+    LinkRecord {
+        peer,
+        cluster_domain: s.target_cluster_domain.clone(),
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The watched state, keyed by namespace/name (Services) and name (Links). Pure.
+#[derive(Debug, Default, Clone)]
+pub struct KubeIndex {
+    services: BTreeMap<(String, String), SvcRecord>,
+    links: BTreeMap<String, LinkRecord>,
+}
+
+impl KubeIndex {
+    pub fn apply_service(&mut self, namespace: &str, name: &str, record: SvcRecord) {
+        self.services
+            .insert((namespace.to_owned(), name.to_owned()), record);
+    }
+
+    pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        self.services
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Replaces every Service: those missing from a re-list are gone.
+    pub fn relist_services(&mut self, all: Vec<((String, String), SvcRecord)>) {
+        self.services = all.into_iter().collect();
+    }
+
+    pub fn apply_link(&mut self, name: &str, record: LinkRecord) {
+        self.links.insert(name.to_owned(), record);
+    }
+
+    pub fn delete_link(&mut self, name: &str) {
+        self.links.remove(name);
+    }
+
+    pub fn relist_links(&mut self, all: Vec<(String, LinkRecord)>) {
+        self.links = all.into_iter().collect();
+    }
+
+    /// Derives the routing tables. Two mirrors claiming one outbound port: the first in
+    /// namespace/name order keeps it (the mirror controller should never allocate twice).
+    pub fn tables(&self) -> Tables {
+        let mut t = Tables::default();
+        for ((ns, name), rec) in &self.services {
+            t.apply_service(ns, name, rec.entry.clone());
+            let Some(m) = &rec.mirror else { continue };
+            let domain = self
+                .links
+                .get(&m.target)
+                .map_or("cluster.local", |l| l.cluster_domain.as_str());
+            for (svc_port, local) in &m.ports {
+                let listener = Listener {
+                    peer: m.target.clone(),
+                    authority: remote_authority(
+                        &m.remote_name,
+                        &m.remote_namespace,
+                        domain,
+                        *svc_port,
+                    ),
+                };
+                if let Some(existing) = t.listeners.get(local) {
+                    tracing::warn!(port = local, kept = %existing.authority, dropped = %listener.authority, "two mirrors claim the same outbound port");
+                    continue;
+                }
+                t.listeners.insert(*local, listener);
+            }
+        }
+        for (name, l) in &self.links {
+            if let Some(peer) = &l.peer {
+                t.peers.insert(name.clone(), peer.clone());
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeSourceError {
+    #[error(
+        "cannot read ConfigMap {namespace}/{CONFIG_MAP}; is mc installed in this namespace (`mc install`)?"
+    )]
+    ConfigMap {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("ConfigMap {namespace}/{CONFIG_MAP} has no key {key}; re-run `mc install`")]
+    MissingKey {
+        namespace: String,
+        key: &'static str,
+    },
+}
+
+/// Reads who this gateway is from `mc-config`.
+pub async fn gateway_name(
+    client: &Client,
+    namespace: &str,
+) -> Result<GatewayName, KubeSourceError> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get(CONFIG_MAP)
+        .await
+        .map_err(|source| KubeSourceError::ConfigMap {
+            namespace: namespace.to_owned(),
+            source,
+        })?;
+    let get = |key: &'static str| {
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| KubeSourceError::MissingKey {
+                namespace: namespace.to_owned(),
+                key,
+            })
+    };
+    Ok(GatewayName {
+        cluster: get(KEY_CLUSTER_NAME)?,
+        trust_domain: get(KEY_TRUST_DOMAIN).unwrap_or_else(|_| "cluster.local".into()),
+        namespace: namespace.to_owned(),
+    })
+}
+
+/// Reads the anchors (`mc-config`) and the issuer (`mc-issuer`) on every call.
+pub fn material(client: Client, namespace: String) -> MaterialSource {
+    Arc::new(move || {
+        let client = client.clone();
+        let namespace = namespace.clone();
+        Box::pin(async move {
+            let cm = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                .get(CONFIG_MAP)
+                .await
+                .map_err(|e| format!("cannot read ConfigMap {namespace}/{CONFIG_MAP}: {e}"))?;
+            let anchors_pem = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(KEY_CA_BUNDLE))
+                .cloned()
+                .ok_or_else(|| {
+                    format!("ConfigMap {namespace}/{CONFIG_MAP} has no key {KEY_CA_BUNDLE}")
+                })?;
+            let secret = Api::<Secret>::namespaced(client, &namespace)
+                .get(ISSUER_SECRET)
+                .await
+                .map_err(|e| format!("cannot read Secret {namespace}/{ISSUER_SECRET}: {e}"))?;
+            let field = |key: &str| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                    .ok_or_else(|| {
+                        format!("Secret {namespace}/{ISSUER_SECRET} has no PEM key {key}")
+                    })
+            };
+            Ok(IssuerMaterial {
+                anchors_pem,
+                issuer_cert_pem: field("tls.crt")?,
+                issuer_key_pem: field("tls.key")?,
+            })
+        })
+    })
+}
+
+enum Change {
+    Service(watcher::Event<Service>),
+    Link(watcher::Event<Link>),
+}
+
+/// Starts the watches; the feed is `synced` once both have listed everything once.
+pub fn spawn(client: Client, namespace: &str, stop: CancellationToken) -> TableFeed {
+    let (tables_tx, tables) = watch::channel(Arc::new(Tables::default()));
+    let (synced_tx, synced) = watch::channel(false);
+    let services = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| e.map(Change::Service));
+    let links = watcher(
+        Api::<Link>::namespaced(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| e.map(Change::Link));
+    let mut events = futures::stream::select(services.boxed(), links.boxed());
+    tokio::spawn(async move {
+        let mut index = KubeIndex::default();
+        let mut svc_buf: Vec<((String, String), SvcRecord)> = Vec::new();
+        let mut link_buf: Vec<(String, LinkRecord)> = Vec::new();
+        let (mut svc_synced, mut link_synced) = (false, false);
+        loop {
+            let ev = tokio::select! {
+                _ = stop.cancelled() => break,
+                ev = events.next() => ev,
+            };
+            let Some(ev) = ev else { break };
+            let changed = match ev {
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch error; retrying with backoff");
+                    false
+                }
+                Ok(Change::Service(ev)) => match ev {
+                    watcher::Event::Apply(s) => {
+                        index.apply_service(
+                            &s.namespace().unwrap_or_default(),
+                            &s.name_any(),
+                            record_of(&s),
+                        );
+                        true
+                    }
+                    watcher::Event::Delete(s) => {
+                        index.delete_service(&s.namespace().unwrap_or_default(), &s.name_any());
+                        true
+                    }
+                    watcher::Event::Init => {
+                        svc_buf.clear();
+                        false
+                    }
+                    watcher::Event::InitApply(s) => {
+                        svc_buf.push((
+                            (s.namespace().unwrap_or_default(), s.name_any()),
+                            record_of(&s),
+                        ));
+                        false
+                    }
+                    watcher::Event::InitDone => {
+                        index.relist_services(std::mem::take(&mut svc_buf));
+                        svc_synced = true;
+                        true
+                    }
+                },
+                Ok(Change::Link(ev)) => match ev {
+                    watcher::Event::Apply(l) => {
+                        index.apply_link(&l.name_any(), link_record(&l));
+                        true
+                    }
+                    watcher::Event::Delete(l) => {
+                        index.delete_link(&l.name_any());
+                        true
+                    }
+                    watcher::Event::Init => {
+                        link_buf.clear();
+                        false
+                    }
+                    watcher::Event::InitApply(l) => {
+                        link_buf.push((l.name_any(), link_record(&l)));
+                        false
+                    }
+                    watcher::Event::InitDone => {
+                        index.relist_links(std::mem::take(&mut link_buf));
+                        link_synced = true;
+                        true
+                    }
+                },
+            };
+            if changed {
+                let next = Arc::new(index.tables());
+                tables_tx.send_if_modified(|cur| {
+                    if **cur == *next {
+                        false
+                    } else {
+                        *cur = next;
+                        true
+                    }
+                });
+                if svc_synced && link_synced && !*synced_tx.borrow() {
+                    tracing::info!("routing tables synced from the Kubernetes API");
+                    let _ = synced_tx.send(true);
+                }
+            }
+        }
+    });
+    TableFeed { tables, synced }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use kube::api::ObjectMeta;
+
+    fn mk_service(ns: &str, name: &str, ip: &str, ports: &[i32]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(ip.into()),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|p| ServicePort {
+                            port: *p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn exported(mut s: Service) -> Service {
+        s.labels_mut().insert(LABEL_EXPORTED.into(), "true".into());
+        s
+    }
+
+    fn mirror(mut s: Service, target: &str, remote: &str, ports: &str) -> Service {
+        s.labels_mut().insert(LABEL_MIRROR_OF.into(), target.into());
+        s.annotations_mut()
+            .insert(ANNOTATION_REMOTE_SERVICE.into(), remote.into());
+        s.annotations_mut()
+            .insert(ANNOTATION_GATEWAY_PORTS.into(), ports.into());
+        s
+    }
+
+    fn mk_link(domain: &str) -> LinkRecord {
+        LinkRecord {
+            peer: Some(Peer {
+                address: "203.0.113.7:4143".into(),
+                identity: "mc-gateway.mc-system.west.cluster.local".into(),
+            }),
+            cluster_domain: domain.into(),
+        }
+    }
+
+    #[test]
+    fn exported_label_and_cluster_ip_make_a_dialable_export() {
+        let r = record_of(&exported(mk_service(
+            "default",
+            "backend",
+            "10.1.2.3",
+            &[8888],
+        )));
+        assert!(r.entry.exported);
+        assert_eq!(
+            r.entry.backends[&8888],
+            "10.1.2.3:8888".parse::<SocketAddr>().unwrap()
+        );
+        let r = record_of(&mk_service("default", "backend", "10.1.2.3", &[8888]));
+        assert!(!r.entry.exported);
+    }
+
+    #[test]
+    fn headless_service_has_nothing_to_dial() {
+        let r = record_of(&exported(mk_service("default", "db", "None", &[5432])));
+        assert!(r.entry.backends.is_empty());
+    }
+
+    #[test]
+    fn mirror_ports_become_listeners_with_the_links_cluster_domain() {
+        let mut idx = KubeIndex::default();
+        let s = mirror(
+            mk_service("default", "backend-west", "10.9.9.9", &[8888, 9090]),
+            "west",
+            "default/backend",
+            r#"{"8888":10001,"9090":10002}"#,
+        );
+        idx.apply_service("default", "backend-west", record_of(&s));
+        idx.apply_link("west", mk_link("west.example"));
+        let t = idx.tables();
+        assert_eq!(
+            t.listeners[&10001],
+            Listener {
+                peer: "west".into(),
+                authority: "backend.default.svc.west.example:8888".into()
+            }
+        );
+        assert_eq!(
+            t.listeners[&10002].authority,
+            "backend.default.svc.west.example:9090"
+        );
+        assert_eq!(t.peers["west"].address, "203.0.113.7:4143");
+    }
+
+    #[test]
+    fn malformed_gateway_ports_annotation_makes_no_listener() {
+        let s = mirror(
+            mk_service("default", "backend-west", "10.9.9.9", &[8888]),
+            "west",
+            "default/backend",
+            "not json",
+        );
+        assert_eq!(record_of(&s).mirror, None);
+    }
+
+    #[test]
+    fn relist_drops_services_and_links_that_disappeared() {
+        let mut idx = KubeIndex::default();
+        idx.apply_service(
+            "default",
+            "gone",
+            record_of(&exported(mk_service("default", "gone", "10.0.0.1", &[80]))),
+        );
+        idx.apply_link("old", mk_link("cluster.local"));
+        idx.relist_services(vec![(
+            ("default".into(), "kept".into()),
+            record_of(&exported(mk_service("default", "kept", "10.0.0.2", &[80]))),
+        )]);
+        idx.relist_links(vec![]);
+        let t = idx.tables();
+        assert!(!t.services.contains_key(&("default".into(), "gone".into())));
+        assert!(t.services.contains_key(&("default".into(), "kept".into())));
+        assert!(t.peers.is_empty());
+    }
+
+    #[test]
+    fn unexport_then_delete_are_reflected() {
+        let mut idx = KubeIndex::default();
+        let s = exported(mk_service("default", "backend", "10.0.0.1", &[80]));
+        idx.apply_service("default", "backend", record_of(&s));
+        let auth = "backend.default.svc.cluster.local:80";
+        assert!(idx.tables().route_inbound(auth, "cluster.local").is_ok());
+        idx.apply_service(
+            "default",
+            "backend",
+            record_of(&mk_service("default", "backend", "10.0.0.1", &[80])),
+        );
+        assert_eq!(
+            idx.tables().route_inbound(auth, "cluster.local"),
+            Err(super::super::config::Refusal::NotExported)
+        );
+        idx.delete_service("default", "backend");
+        assert_eq!(
+            idx.tables().route_inbound(auth, "cluster.local"),
+            Err(super::super::config::Refusal::NoService)
+        );
+    }
+
+    #[test]
+    fn first_mirror_keeps_a_contested_port() {
+        let mut idx = KubeIndex::default();
+        for (name, remote) in [("a-west", "default/a"), ("b-west", "default/b")] {
+            let s = mirror(
+                mk_service("default", name, "10.0.0.1", &[80]),
+                "west",
+                remote,
+                r#"{"80":10001}"#,
+            );
+            idx.apply_service("default", name, record_of(&s));
+        }
+        assert_eq!(
+            idx.tables().listeners[&10001].authority,
+            "a.default.svc.cluster.local:80"
+        );
+    }
+
+    #[test]
+    fn ipv6_gateway_addresses_are_bracketed() {
+        assert_eq!(host_port("fd00::1", 4143), "[fd00::1]:4143");
+        assert_eq!(host_port("gw.example", 4143), "gw.example:4143");
+    }
+}

@@ -1,0 +1,481 @@
+//! `mc gateway` end to end on loopback: two in-process gateways (east -> west), real TLS,
+//! HTTP/2 and TCP echo backends; plus one run of the built binary with a static config.
+
+mod harness;
+mod kube;
+mod pki;
+
+use std::time::{Duration, SystemTime};
+
+use harness::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_flow_both_ways_through_the_gateway_pair() {
+    let p = pair().await;
+    eventually("east's listener and pool", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let back = roundtrip(p.port, &payload).await.unwrap();
+    assert_eq!(back, payload);
+    assert!(p.backend.accepted() >= 2);
+    // Byte counters are added when tunnels close; the west side closes last.
+    eventually("byte counters", LIMIT, || async {
+        (p.east
+            .metric("mc_gateway_bytes_total{side=\"outbound\",direction=\"to_server\"}")
+            >= payload.len() as f64
+            && p.west
+                .metric("mc_gateway_bytes_total{side=\"inbound\",direction=\"to_client\"}")
+                >= payload.len() as f64)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        p.west
+            .metric("mc_gateway_streams_total{side=\"inbound\",result=\"ok\"}")
+            >= 2.0
+    );
+    assert_eq!(
+        p.east
+            .metric("mc_gateway_peer_pool_state{peer=\"west\",state=\"ready\"}"),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshake() {
+    let p = pair().await;
+    let addr = p.west.running.inbound_addr;
+    let anchor = &p.pki.anchor.cert_pem;
+    let now = SystemTime::now();
+    let gw_east = "mc-gateway.mc-system.east.cluster.local";
+    let cases = [
+        ("no client certificate", client_config(anchor, None)),
+        (
+            "a certificate from another anchor",
+            client_config(
+                anchor,
+                Some(issuer_leaf(&p.pki.stranger_issuer, &[gw_east], &[])),
+            ),
+        ),
+        (
+            "an expired certificate",
+            client_config(
+                anchor,
+                Some(pki::leaf(
+                    &p.pki.east,
+                    &[gw_east],
+                    &[],
+                    now - Duration::from_secs(2 * 86400),
+                    now - Duration::from_secs(86400),
+                )),
+            ),
+        ),
+        (
+            "a non-gateway identity from a trusted issuer",
+            client_config(
+                anchor,
+                Some(issuer_leaf(
+                    &p.pki.east,
+                    &["backend.default.east.cluster.local"],
+                    &["spiffe://cluster.local/cluster/east/ns/default/sa/backend"],
+                )),
+            ),
+        ),
+    ];
+    for (what, config) in cases {
+        let r = connect_once(addr, config, BACKEND).await;
+        assert!(r.is_err(), "{what} was accepted: {r:?}");
+    }
+    // The server counts after sending its alert, so the client may see the failure first.
+    eventually("four inbound handshake failures", LIMIT, || async {
+        let failures = p
+            .west
+            .metric("mc_gateway_tls_handshake_failures_total{side=\"inbound\"}");
+        (failures == 4.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        p.backend.accepted(),
+        0,
+        "no refused client may reach the backend"
+    );
+
+    // The same path with a real gateway identity works, so the refusals above mean something.
+    let ok = connect_once(
+        addr,
+        client_config(anchor, Some(east_identity(&p.pki))),
+        BACKEND,
+    )
+    .await;
+    assert_eq!(ok, Ok((200, String::new())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_the_wrong_identity_is_not_used() {
+    init();
+    let pki = pki::Pki::new();
+    let backend = echo().await;
+    let private = echo().await;
+    let west = start_gw(
+        settings(),
+        "west",
+        pki.material(&pki.west),
+        west_tables(&backend, &private),
+    )
+    .await;
+    let port = free_port();
+    // East expects "north" at west's address: webpki must reject west's certificate.
+    let east = start_gw(
+        settings(),
+        "east",
+        pki.material(&pki.east),
+        east_tables(
+            port,
+            west.running.inbound_addr,
+            "mc-gateway.mc-system.north.cluster.local",
+            BACKEND,
+        ),
+    )
+    .await;
+    eventually("an outbound handshake failure", LIMIT, || async {
+        (east.metric("mc_gateway_tls_handshake_failures_total{side=\"outbound\"}") >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(!echoes(port).await);
+    assert_eq!(backend.accepted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unexported_unknown_and_malformed_targets_get_clear_statuses_and_no_dial() {
+    let p = pair().await;
+    let config = client_config(&p.pki.anchor.cert_pem, Some(east_identity(&p.pki)));
+    let addr = p.west.running.inbound_addr;
+    let cases = [
+        (PRIVATE, 403, "not_exported"),
+        ("nosuch.default.svc.cluster.local:80", 404, "no_service"),
+        ("backend.default.svc.cluster.local:9999", 404, "no_port"),
+        ("backend.default.svc.other.domain:8888", 404, "wrong_domain"),
+        ("127.0.0.1:22", 400, "bad_authority"),
+        ("backend:8888", 400, "bad_authority"),
+    ];
+    for (authority, status, reason) in cases {
+        let r = connect_once(addr, config.clone(), authority).await;
+        assert_eq!(r, Ok((status, reason.to_owned())), "{authority}");
+        let counted = p.west.metric(&format!(
+            "mc_gateway_streams_total{{side=\"inbound\",result=\"{reason}\"}}"
+        ));
+        assert!(counted >= 1.0, "{reason} not counted");
+    }
+    assert_eq!(
+        p.private.accepted(),
+        0,
+        "a non-exported service was dialled"
+    );
+    assert_eq!(p.backend.accepted(), 0);
+
+    // A backend that is exported but down is a 502, not a hang.
+    let dead = free_port();
+    p.west.update(|t| {
+        t.apply_service(
+            "default",
+            "dead",
+            export(true, 80, ([127, 0, 0, 1], dead).into()),
+        )
+    });
+    let r = connect_once(addr, config, "dead.default.svc.cluster.local:80").await;
+    assert_eq!(r, Ok((502, "dial_failed".to_owned())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unexport_while_connected_refuses_new_streams_and_keeps_the_open_one() {
+    let p = pair().await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 5];
+    open.write_all(b"hello").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello");
+    let accepted_before = p.backend.accepted();
+
+    p.west
+        .update(|t| t.apply_service("default", "backend", export(false, 8888, p.backend.addr)));
+    assert!(
+        !echoes(p.port).await,
+        "a new connection still got through after unexport"
+    );
+    assert_eq!(
+        p.backend.accepted(),
+        accepted_before,
+        "the backend was dialled after unexport"
+    );
+    assert!(
+        p.west
+            .metric("mc_gateway_streams_total{side=\"inbound\",result=\"not_exported\"}")
+            >= 1.0
+    );
+    assert!(
+        p.east
+            .metric("mc_gateway_streams_total{side=\"outbound\",result=\"refused\"}")
+            >= 1.0
+    );
+
+    // Documented behaviour: the tunnel opened before the unexport continues.
+    open.write_all(b"again").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"again");
+
+    // Re-export: new streams flow again.
+    p.west
+        .update(|t| t.apply_service("default", "backend", export(true, 8888, p.backend.addr)));
+    assert!(echoes(p.port).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_keeps_open_tunnels_and_new_handshakes_use_the_new_leaf() {
+    let short = mc::gateway::Settings {
+        cert_lifetime: Duration::from_secs(6),
+        ..settings()
+    };
+    let p = pair_with(short.clone(), short).await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let first_leaf = p.west.running.certs.current().cert[0].clone();
+    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 3];
+    open.write_all(b"one").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+
+    eventually("west and east to rotate", LIMIT, || async {
+        (p.west.metric("mc_gateway_certificate_rotations_total") >= 1.0
+            && p.east.metric("mc_gateway_certificate_rotations_total") >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_ne!(p.west.running.certs.current().cert[0], first_leaf);
+
+    open.write_all(b"two").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"two", "the open tunnel broke on rotation");
+
+    // A fresh handshake is served the new leaf and succeeds.
+    let config = client_config(&p.pki.anchor.cert_pem, Some(east_identity(&p.pki)));
+    let tcp = tokio::net::TcpStream::connect(p.west.running.inbound_addr)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from(WEST_ID.to_owned()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_ne!(served, first_leaf);
+    assert!(echoes(p.port).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn east_reconnects_when_west_comes_back_on_the_same_port() {
+    let p = pair().await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let west_addr = p.west.running.inbound_addr;
+    let harness::Gw { running, .. } = p.west;
+    running.kill();
+    eventually("east to notice west is gone", LIMIT, || async {
+        (p.east
+            .metric("mc_gateway_peer_pool_state{peer=\"west\",state=\"ready\"}")
+            == 0.0)
+            .then_some(())
+    })
+    .await;
+    assert!(!echoes(p.port).await, "traffic flowed while west was down");
+
+    let west_settings = mc::gateway::Settings {
+        inbound_addr: west_addr,
+        ..settings()
+    };
+    let material = p.pki.material(&p.pki.west);
+    let tables = west_tables(&p.backend, &p.private);
+    // The killed listener is released asynchronously: retry the bind until it is free.
+    let west2 = eventually("west to bind its old port again", LIMIT, || {
+        let (s, m, t) = (west_settings.clone(), material.clone(), tables.clone());
+        async move {
+            let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(t));
+            let (_stx, srx) = tokio::sync::watch::channel(true);
+            let r = mc::gateway::start(
+                s,
+                name("west"),
+                material_source(m),
+                mc::gateway::TableFeed {
+                    tables: rx,
+                    synced: srx,
+                },
+            )
+            .await
+            .ok();
+            r.map(|r| (r, tx, _stx))
+        }
+    })
+    .await;
+    eventually("traffic through the re-established pool", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    assert!(
+        p.east
+            .metric("mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}")
+            >= 2.0
+    );
+    west2.0.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_lose_nothing() {
+    let p = pair().await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let port = p.port;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        tasks.spawn(async move {
+            // Distinct payload per connection, so a crossed stream would be caught.
+            let payload: Vec<u8> = (0..8192u32)
+                .map(|j| (j.wrapping_mul(31).wrapping_add(i.wrapping_mul(7919)) % 256) as u8)
+                .collect();
+            let back = roundtrip(port, &payload).await;
+            (i, back.map(|b| b == payload))
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (i, r) = r.unwrap();
+        match r {
+            Ok(true) => ok += 1,
+            Ok(false) => panic!("connection {i} got different bytes back"),
+            Err(e) => panic!(
+                "connection {i} failed: {e}\neast:\n{}\nwest:\n{}",
+                p.east.running.metrics.encode(),
+                p.west.running.metrics.encode()
+            ),
+        }
+    }
+    assert_eq!(ok, 1000);
+    assert!(
+        p.west
+            .metric("mc_gateway_streams_total{side=\"inbound\",result=\"ok\"}")
+            >= 1000.0
+    );
+    // All of them rode the one pooled connection.
+    assert_eq!(
+        p.east
+            .metric("mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn the_binary_serves_a_static_config_reports_ready_and_exits_on_sigterm() {
+    init();
+    let pki = pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let [a, c, k] = pki.write(dir.path(), &pki.west, "west");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backend = rt.block_on(echo());
+    let (inbound, admin) = (free_port(), free_port());
+    let config = dir.path().join("west.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster: west\nanchors: {}\nissuerCert: {}\nissuerKey: {}\nexports:\n  - name: backend\n    namespace: default\n    ports: [{{port: 8888, backend: \"{}\"}}]\n",
+            a.display(),
+            c.display(),
+            k.display(),
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--drain-timeout", "2s"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let ready = rt.block_on(eventually("/ready", LIMIT, || async {
+        get("/ready").filter(|r| r.starts_with("HTTP/1.0 200"))
+    }));
+    assert!(ready.contains("ready"));
+    let ok = rt.block_on(connect_once(
+        ([127, 0, 0, 1], inbound).into(),
+        client_config(&pki.anchor.cert_pem, Some(east_identity(&pki))),
+        BACKEND,
+    ));
+    assert_eq!(ok, Ok((200, String::new())));
+    let metrics = get("/metrics").unwrap();
+    assert!(metrics.contains("mc_gateway_certificate_expiry_timestamp_seconds"));
+    assert!(metrics.contains("mc_gateway_streams_total{side=\"inbound\",result=\"ok\"} 1"));
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = rt.block_on(eventually("the gateway to exit", LIMIT, || {
+        let r = child.try_wait().unwrap();
+        async move { r }
+    }));
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[test]
+fn a_broken_static_config_is_one_clear_error_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        "cluster: west\nanchors: nope.crt\nissuerCert: nope.crt\nissuerKey: nope.key\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .args([
+            "--inbound-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope.crt"), "{err}");
+}

@@ -1480,3 +1480,54 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
     });
     Ok(Reply::json(201, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::registry::Registry;
+
+    fn rt(group: &str, plural: &str) -> Arc<ResourceType> {
+        let reg = Registry::builtin();
+        reg.find(group, "v1", plural).expect("builtin")
+    }
+
+    #[test]
+    fn service_names_are_dns_1035_labels_of_at_most_63_characters() {
+        let svc = rt("", "services");
+        assert!(validate_name(&svc, "web-1").is_ok());
+        assert!(validate_name(&svc, "1web").is_err());
+        assert!(validate_name(&svc, &"a".repeat(63)).is_ok());
+        assert!(validate_name(&svc, &"a".repeat(64)).is_err());
+        assert!(validate_name(&svc, "a.b").is_err());
+    }
+
+    #[test]
+    fn other_names_are_subdomains_and_rbac_names_may_hold_colons() {
+        assert!(validate_name(&rt("", "configmaps"), "kube-root-ca.crt").is_ok());
+        assert!(validate_name(&rt("", "configmaps"), "Upper").is_err());
+        assert!(validate_name(&rt("", "configmaps"), "a..b").is_err());
+        let cr = rt("rbac.authorization.k8s.io", "clusterroles");
+        assert!(validate_name(&cr, "system:basic-user").is_ok());
+        assert!(validate_name(&cr, "a/b").is_err());
+    }
+
+    #[test]
+    fn label_values_over_63_characters_or_with_slashes_are_invalid() {
+        let cm = rt("", "configmaps");
+        let with = |labels: Value| json!({"metadata": {"name": "x", "labels": labels}});
+        assert!(validate_labels(&cm, &with(json!({"mc.dev/exported": "true", "a": ""}))).is_ok());
+        assert!(validate_labels(&cm, &with(json!({"a": "x".repeat(64)}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"a": "ns/name"}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"Bad_Prefix/a": "v"}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"-a": "v"}))).is_err());
+    }
+
+    #[test]
+    fn mistyped_well_known_fields_are_rejected() {
+        assert!(validate_shape(&json!({"metadata": {"name": "x"}, "spec": {}})).is_ok());
+        assert!(validate_shape(&json!({"metadata": []})).is_err());
+        assert!(validate_shape(&json!({"metadata": {"finalizers": [1]}})).is_err());
+        assert!(validate_shape(&json!({"spec": {"ports": [1]}})).is_err());
+        assert!(validate_shape(&json!("x")).is_err());
+    }
+}

@@ -610,7 +610,7 @@ fn on_namespace(shared: &Shared, state: &mut State, ev: &Event) {
 }
 
 /// Background garbage collection: dependents whose owner (by uid) is gone are deleted.
-fn collect_garbage(state: &mut State, owner_uid: &str) {
+pub fn collect_garbage(state: &mut State, owner_uid: &str) {
     if owner_uid.is_empty() {
         return;
     }

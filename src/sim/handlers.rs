@@ -1105,6 +1105,16 @@ fn delete_one(
         );
         return Deleted::Pending(stored);
     }
+    if propagation == Some("Foreground") {
+        // The owner is seen terminating with the foregroundDeletion finalizer while its
+        // dependents go first; then it goes.
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        obj["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        state.put(&rt.key(), obj, EventType::Modified);
+        controllers::collect_garbage(state, meta_str(live, "uid"));
+    }
     match state.remove(&rt.key(), &ns, &name) {
         Some(last) => Deleted::Gone(last),
         None => Deleted::Gone(Arc::new(live.clone())),

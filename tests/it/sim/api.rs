@@ -319,6 +319,33 @@ async fn owner_deletion_collects_dependents_and_namespace_deletion_empties_it() 
         get(&sim, &format!("{path}/dep")).await.0,
         StatusCode::NOT_FOUND
     );
+    // Foreground: dependents go first, then the owner; Orphan: dependents stay, unowned.
+    for policy in ["Foreground", "Orphan"] {
+        let (_, owner) = post(&sim, path, cm("owner2")).await;
+        let mut dep = cm("dep2");
+        dep["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner["metadata"]["uid"]}]);
+        post(&sim, path, dep).await;
+        let (s, _) = raw(
+            &sim.client,
+            Method::DELETE,
+            &format!("{path}/owner2"),
+            "application/json",
+            &json!({"propagationPolicy": policy}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            get(&sim, &format!("{path}/owner2")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (s, dep) = get(&sim, &format!("{path}/dep2")).await;
+        if policy == "Foreground" {
+            assert_eq!(s, StatusCode::NOT_FOUND);
+        } else {
+            assert_eq!(s, StatusCode::OK);
+            assert_eq!(dep["metadata"]["ownerReferences"], json!([]));
+        }
+    }
     post(&sim, path, cm("left")).await;
     let (s, ns) = raw(
         &sim.client,

@@ -91,6 +91,34 @@ async fn requests_without_a_valid_token_get_401() {
     )
     .await;
     assert_status(&resp, 401, "Unauthorized", "Unauthorized");
+
+    // No Authorization header at all.
+    let mut kc = sim.cluster.kubeconfig();
+    for user in &mut kc.auth_infos {
+        user.auth_info = Some(Default::default());
+    }
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let anonymous = kube::Client::try_from(config).expect("client");
+    let resp = raw(
+        &anonymous,
+        Method::GET,
+        "/api",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_status(&resp, 401, "Unauthorized", "Unauthorized");
+    let (s, _) = raw(
+        &anonymous,
+        Method::GET,
+        "/version",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -787,10 +787,10 @@ fn patch_object(
                 | "application/strategic-merge-patch+json"
         )
     {
-        return Err(status::unsupported_media_type(&ct));
+        return Err(status::unsupported_media_type(!rt.from_crd));
     }
     if ct == "application/strategic-merge-patch+json" && rt.from_crd {
-        return Err(status::unsupported_media_type(&ct));
+        return Err(status::unsupported_media_type(!rt.from_crd));
     }
     let force = ctx.q_bool("force");
     if is_apply && ctx.q("fieldManager").is_none_or(str::is_empty) {

@@ -220,8 +220,12 @@ async fn patch_content_types_and_apply_rules_are_enforced() {
     post(&sim, path, cm("p")).await;
     let obj = format!("{path}/p");
     let resp = raw(&sim.client, Method::PATCH, &obj, "text/plain", &json!({})).await;
-    assert_eq!(resp.0.as_u16(), 415);
-    assert_eq!(resp.1["reason"], "UnsupportedMediaType");
+    assert_status(
+        &resp,
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+    );
     let resp = raw(
         &sim.client,
         Method::PATCH,

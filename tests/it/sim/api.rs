@@ -948,3 +948,54 @@ async fn names_are_validated_like_the_api_server_and_system_namespaces_stay() {
         "namespaces \"default\" is forbidden: this namespace may not be deleted",
     );
 }
+
+#[tokio::test]
+async fn immutable_fields_cannot_change() {
+    let sim = start_sim("api-immutable").await;
+    let mut obj = cm("frozen");
+    obj["immutable"] = json!(true);
+    post(&sim, "/api/v1/namespaces/default/configmaps", obj).await;
+    let resp = raw(
+        &sim.client,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/frozen",
+        "application/merge-patch+json",
+        &json!({"data": {"a": "2"}}),
+    )
+    .await;
+    assert_status(
+        &resp,
+        422,
+        "Invalid",
+        "ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set",
+    );
+    let ok = raw(
+        &sim.client,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/frozen",
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"x": "y"}}}),
+    )
+    .await;
+    assert_eq!(ok.0, StatusCode::OK, "metadata may still change");
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+                 "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    post(&sim, "/apis/apps/v1/namespaces/default/deployments", deploy).await;
+    let resp = raw(
+        &sim.client,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/d",
+        "application/merge-patch+json",
+        &json!({"spec": {"selector": {"matchLabels": {"app": "e"}}}}),
+    )
+    .await;
+    assert_eq!(resp.0.as_u16(), 422, "{}", resp.1);
+    assert!(
+        resp.1["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("field is immutable")),
+        "{}",
+        resp.1
+    );
+}

@@ -155,6 +155,48 @@ pub fn admit(
         "apiextensions.k8s.io/customresourcedefinitions" => admit_crd(state, old, obj)?,
         _ => {}
     }
+    // After defaulting, as kube-apiserver validates updates.
+    if let Some(old) = old {
+        check_immutable(rt, old, obj)?;
+    }
+    Ok(())
+}
+
+/// Fields kube-apiserver refuses to change: workload selectors, and the data of ConfigMaps and
+/// Secrets marked `immutable`.
+fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let name = meta_str(new, "name");
+    let workload = rt.group == "apps" || (rt.group == "batch" && rt.plural == "jobs");
+    if workload && old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+        let shown = new
+            .pointer("/spec/selector")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "null".into());
+        return Err(status::invalid(
+            &rt.group,
+            &rt.kind,
+            name,
+            "FieldValueInvalid",
+            "spec.selector",
+            &format!("Invalid value: {shown}: field is immutable"),
+        ));
+    }
+    let is_data_kind =
+        rt.group.is_empty() && matches!(rt.plural.as_str(), "configmaps" | "secrets");
+    if is_data_kind && old.get("immutable") == Some(&json!(true)) {
+        for field in ["data", "binaryData", "immutable"] {
+            if old.get(field) != new.get(field) {
+                return Err(status::invalid(
+                    &rt.group,
+                    &rt.kind,
+                    name,
+                    "FieldValueForbidden",
+                    field,
+                    "Forbidden: field is immutable when `immutable` is set",
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -610,7 +652,7 @@ fn on_namespace(shared: &Shared, state: &mut State, ev: &Event) {
 }
 
 /// Background garbage collection: dependents whose owner (by uid) is gone are deleted.
-fn collect_garbage(state: &mut State, owner_uid: &str) {
+pub fn collect_garbage(state: &mut State, owner_uid: &str) {
     if owner_uid.is_empty() {
         return;
     }

@@ -453,6 +453,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
         obj["metadata"]["name"] = json!(name);
     }
     validate_name(rt, &name)?;
+    validate_labels(rt, &obj)?;
     if state.get(&rt.key(), ns_of(info), &name).is_some() {
         return Err(status::already_exists(&rt.group, &rt.plural, &name));
     }
@@ -542,6 +543,61 @@ fn validate_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const LABEL_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_qualified_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Label keys and values as kube-apiserver validates them (values at most 63 characters).
+fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let name = meta_str(obj, "name");
+    let invalid = |value: &str, detail: &str| {
+        Err(status::invalid(
+            &rt.group,
+            &rt.kind,
+            name,
+            "FieldValueInvalid",
+            "metadata.labels",
+            &format!("Invalid value: \"{value}\": {detail}"),
+        ))
+    };
+    for (key, value) in labels {
+        let (prefix, part) = match key.split_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key.as_str()),
+        };
+        if let Some(p) = prefix
+            && (p.len() > 253 || !p.split('.').all(is_label))
+        {
+            return invalid(key, &format!("prefix part {SUBDOMAIN_MSG}"));
+        }
+        if part.len() > 63 {
+            return invalid(key, "name part must be no more than 63 characters");
+        }
+        if !is_qualified_part(part) {
+            return invalid(key, LABEL_NAME_MSG);
+        }
+        let value = value.as_str().unwrap_or("");
+        if value.len() > 63 {
+            return invalid(value, "must be no more than 63 characters");
+        }
+        if !value.is_empty() && !is_qualified_part(value) {
+            return invalid(value, LABEL_VALUE_MSG);
+        }
+    }
+    Ok(())
+}
+
 /// Server-set metadata of a new object.
 fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
     if let Some(meta) = obj["metadata"].as_object_mut() {
@@ -613,6 +669,7 @@ fn finish_update(
         )));
     }
     validate_shape(&new)?;
+    validate_labels(rt, &new)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
     if info.sub.as_deref() == Some("status") {
@@ -730,10 +787,10 @@ fn patch_object(
                 | "application/strategic-merge-patch+json"
         )
     {
-        return Err(status::unsupported_media_type(&ct));
+        return Err(status::unsupported_media_type(!rt.from_crd));
     }
     if ct == "application/strategic-merge-patch+json" && rt.from_crd {
-        return Err(status::unsupported_media_type(&ct));
+        return Err(status::unsupported_media_type(!rt.from_crd));
     }
     let force = ctx.q_bool("force");
     if is_apply && ctx.q("fieldManager").is_none_or(str::is_empty) {
@@ -800,6 +857,7 @@ fn patch_object(
                 }
                 require_namespace(&state, rt, info)?;
                 validate_name(rt, name)?;
+                validate_labels(rt, &result)?;
                 let mut obj = result;
                 check_identity(rt, info, &mut obj)?;
                 prepare_create(rt, &mut obj, &now);
@@ -1046,6 +1104,16 @@ fn delete_one(
             meta_str(live, "uid").to_string(),
         );
         return Deleted::Pending(stored);
+    }
+    if propagation == Some("Foreground") {
+        // The owner is seen terminating with the foregroundDeletion finalizer while its
+        // dependents go first; then it goes.
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        obj["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        state.put(&rt.key(), obj, EventType::Modified);
+        controllers::collect_garbage(state, meta_str(live, "uid"));
     }
     match state.remove(&rt.key(), &ns, &name) {
         Some(last) => Deleted::Gone(last),
@@ -1421,4 +1489,55 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
         "expirationTimestamp": controllers::rfc3339_of(now + seconds),
     });
     Ok(Reply::json(201, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::registry::Registry;
+
+    fn rt(group: &str, plural: &str) -> Arc<ResourceType> {
+        let reg = Registry::builtin();
+        reg.find(group, "v1", plural).expect("builtin")
+    }
+
+    #[test]
+    fn service_names_are_dns_1035_labels_of_at_most_63_characters() {
+        let svc = rt("", "services");
+        assert!(validate_name(&svc, "web-1").is_ok());
+        assert!(validate_name(&svc, "1web").is_err());
+        assert!(validate_name(&svc, &"a".repeat(63)).is_ok());
+        assert!(validate_name(&svc, &"a".repeat(64)).is_err());
+        assert!(validate_name(&svc, "a.b").is_err());
+    }
+
+    #[test]
+    fn other_names_are_subdomains_and_rbac_names_may_hold_colons() {
+        assert!(validate_name(&rt("", "configmaps"), "kube-root-ca.crt").is_ok());
+        assert!(validate_name(&rt("", "configmaps"), "Upper").is_err());
+        assert!(validate_name(&rt("", "configmaps"), "a..b").is_err());
+        let cr = rt("rbac.authorization.k8s.io", "clusterroles");
+        assert!(validate_name(&cr, "system:basic-user").is_ok());
+        assert!(validate_name(&cr, "a/b").is_err());
+    }
+
+    #[test]
+    fn label_values_over_63_characters_or_with_slashes_are_invalid() {
+        let cm = rt("", "configmaps");
+        let with = |labels: Value| json!({"metadata": {"name": "x", "labels": labels}});
+        assert!(validate_labels(&cm, &with(json!({"mc.dev/exported": "true", "a": ""}))).is_ok());
+        assert!(validate_labels(&cm, &with(json!({"a": "x".repeat(64)}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"a": "ns/name"}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"Bad_Prefix/a": "v"}))).is_err());
+        assert!(validate_labels(&cm, &with(json!({"-a": "v"}))).is_err());
+    }
+
+    #[test]
+    fn mistyped_well_known_fields_are_rejected() {
+        assert!(validate_shape(&json!({"metadata": {"name": "x"}, "spec": {}})).is_ok());
+        assert!(validate_shape(&json!({"metadata": []})).is_err());
+        assert!(validate_shape(&json!({"metadata": {"finalizers": [1]}})).is_err());
+        assert!(validate_shape(&json!({"spec": {"ports": [1]}})).is_err());
+        assert!(validate_shape(&json!("x")).is_err());
+    }
 }

@@ -363,6 +363,8 @@ impl Registry {
                             | "replicasets"
                             | "statefulsets"
                             | "daemonsets"
+                            | "jobs"
+                            | "cronjobs"
                     ) {
                         vec!["all".into()]
                     } else {

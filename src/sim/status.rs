@@ -138,12 +138,20 @@ pub fn method_not_allowed() -> ApiError {
     .with_details(json!({}))
 }
 
-pub fn unsupported_media_type(content_type: &str) -> ApiError {
+/// 415 for a PATCH content type the resource does not take (custom resources have no
+/// strategic merge patch).
+pub fn unsupported_media_type(strategic: bool) -> ApiError {
+    let mut accepted =
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+            .to_string();
+    if strategic {
+        accepted.push_str(", application/strategic-merge-patch+json");
+    }
     ApiError::new(
         415,
         "UnsupportedMediaType",
         format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {content_type:?}"
+            "the body of the request was in an unknown format - accepted media types include: {accepted}"
         ),
     )
 }

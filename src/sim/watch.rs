@@ -83,6 +83,13 @@ impl WatchSpec {
     }
 }
 
+enum Initial {
+    /// Current objects, sent as ADDED (RV unset/"0", or `sendInitialEvents`).
+    Snapshot(Vec<Arc<Value>>),
+    /// History after the requested resource version.
+    Replay(Vec<Arc<Event>>),
+}
+
 fn encode(v: &Value) -> Bytes {
     let mut bytes = serde_json::to_vec(v).unwrap_or_default();
     bytes.push(b'\n');
@@ -131,58 +138,60 @@ pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Re
 
     // Everything up to `start_rv` comes from the snapshot/replay taken under the lock; the
     // broadcast subscription is taken under the same lock, so nothing falls in between.
-    let mut initial: Vec<Bytes> = Vec::new();
-    let (rx, start_rv) = {
+    // Only Arcs are taken under the lock; filtering and serializing happen in the stream task.
+    let (rx, start_rv, initial) = {
         let state = ctx.shared.store.lock();
         let rx = state.subscribe();
         let start = state.rv;
-        if send_initial || requested_rv.is_empty() || requested_rv == "0" {
-            for obj in state.list(&rt.key(), info.namespace.as_deref()) {
-                if spec.filter.matches(&obj) {
-                    initial.push(spec.line("ADDED", &obj));
-                }
-            }
-            if send_initial && spec.bookmarks {
-                initial.push(spec.bookmark(start, true));
-            }
+        let initial = if send_initial || requested_rv.is_empty() || requested_rv == "0" {
+            Initial::Snapshot(state.list(&rt.key(), info.namespace.as_deref()))
         } else {
             let rv: u64 = requested_rv.parse().map_err(|_| {
                 status::bad_request(format!("invalid resource version: {requested_rv}"))
             })?;
             match state.events_since(rv) {
-                Ok(events) => {
-                    for ev in events {
-                        if let Some(line) = spec.translate(&ev) {
-                            initial.push(line);
-                        }
-                    }
-                }
+                Ok(events) => Initial::Replay(events),
                 Err(oldest) => {
-                    let line = expired_line(&format!("too old resource version: {rv} ({oldest})"));
                     drop(state);
-                    let body = StreamBody::new(futures::stream::iter(vec![Ok::<
-                        _,
-                        std::convert::Infallible,
-                    >(
-                        Frame::data(line)
-                    )]));
+                    let line = expired_line(&format!("too old resource version: {rv} ({oldest})"));
+                    let frames = vec![Ok::<_, std::convert::Infallible>(Frame::data(line))];
                     return Ok(Reply::Stream {
-                        body: body.boxed_unsync(),
+                        body: StreamBody::new(futures::stream::iter(frames)).boxed_unsync(),
                         content_type: content_type(&spec),
                     });
                 }
             }
-        }
-        (rx, start)
+        };
+        (rx, start, initial)
     };
 
     let (tx, chunks) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let ct = content_type(&spec);
     tokio::spawn(async move {
         let mut rx: broadcast::Receiver<Arc<Event>> = rx;
-        for line in initial {
-            if tx.send(line).await.is_err() {
-                return;
+        match initial {
+            Initial::Snapshot(objects) => {
+                for obj in objects {
+                    if spec.filter.matches(&obj) && tx.send(spec.line("ADDED", &obj)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if send_initial
+                    && spec.bookmarks
+                    && tx.send(spec.bookmark(start_rv, true)).await.is_err()
+                {
+                    return;
+                }
+            }
+            Initial::Replay(events) => {
+                for ev in events {
+                    if let Some(line) = spec.translate(&ev)
+                        && tx.send(line).await.is_err()
+                    {
+                        return;
+                    }
+                }
             }
         }
         let deadline = tokio::time::sleep(timeout);

@@ -91,6 +91,34 @@ async fn requests_without_a_valid_token_get_401() {
     )
     .await;
     assert_status(&resp, 401, "Unauthorized", "Unauthorized");
+
+    // No Authorization header at all.
+    let mut kc = sim.cluster.kubeconfig();
+    for user in &mut kc.auth_infos {
+        user.auth_info = Some(Default::default());
+    }
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let anonymous = kube::Client::try_from(config).expect("client");
+    let resp = raw(
+        &anonymous,
+        Method::GET,
+        "/api",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_status(&resp, 401, "Unauthorized", "Unauthorized");
+    let (s, _) = raw(
+        &anonymous,
+        Method::GET,
+        "/version",
+        "application/json",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -192,8 +220,12 @@ async fn patch_content_types_and_apply_rules_are_enforced() {
     post(&sim, path, cm("p")).await;
     let obj = format!("{path}/p");
     let resp = raw(&sim.client, Method::PATCH, &obj, "text/plain", &json!({})).await;
-    assert_eq!(resp.0.as_u16(), 415);
-    assert_eq!(resp.1["reason"], "UnsupportedMediaType");
+    assert_status(
+        &resp,
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+    );
     let resp = raw(
         &sim.client,
         Method::PATCH,
@@ -319,6 +351,33 @@ async fn owner_deletion_collects_dependents_and_namespace_deletion_empties_it() 
         get(&sim, &format!("{path}/dep")).await.0,
         StatusCode::NOT_FOUND
     );
+    // Foreground: dependents go first, then the owner; Orphan: dependents stay, unowned.
+    for policy in ["Foreground", "Orphan"] {
+        let (_, owner) = post(&sim, path, cm("owner2")).await;
+        let mut dep = cm("dep2");
+        dep["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner["metadata"]["uid"]}]);
+        post(&sim, path, dep).await;
+        let (s, _) = raw(
+            &sim.client,
+            Method::DELETE,
+            &format!("{path}/owner2"),
+            "application/json",
+            &json!({"propagationPolicy": policy}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            get(&sim, &format!("{path}/owner2")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (s, dep) = get(&sim, &format!("{path}/dep2")).await;
+        if policy == "Foreground" {
+            assert_eq!(s, StatusCode::NOT_FOUND);
+        } else {
+            assert_eq!(s, StatusCode::OK);
+            assert_eq!(dep["metadata"]["ownerReferences"], json!([]));
+        }
+    }
     post(&sim, path, cm("left")).await;
     let (s, ns) = raw(
         &sim.client,
@@ -887,5 +946,56 @@ async fn names_are_validated_like_the_api_server_and_system_namespaces_stay() {
         403,
         "Forbidden",
         "namespaces \"default\" is forbidden: this namespace may not be deleted",
+    );
+}
+
+#[tokio::test]
+async fn immutable_fields_cannot_change() {
+    let sim = start_sim("api-immutable").await;
+    let mut obj = cm("frozen");
+    obj["immutable"] = json!(true);
+    post(&sim, "/api/v1/namespaces/default/configmaps", obj).await;
+    let resp = raw(
+        &sim.client,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/frozen",
+        "application/merge-patch+json",
+        &json!({"data": {"a": "2"}}),
+    )
+    .await;
+    assert_status(
+        &resp,
+        422,
+        "Invalid",
+        "ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set",
+    );
+    let ok = raw(
+        &sim.client,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/frozen",
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"x": "y"}}}),
+    )
+    .await;
+    assert_eq!(ok.0, StatusCode::OK, "metadata may still change");
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+                 "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    post(&sim, "/apis/apps/v1/namespaces/default/deployments", deploy).await;
+    let resp = raw(
+        &sim.client,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/deployments/d",
+        "application/merge-patch+json",
+        &json!({"spec": {"selector": {"matchLabels": {"app": "e"}}}}),
+    )
+    .await;
+    assert_eq!(resp.0.as_u16(), 422, "{}", resp.1);
+    assert!(
+        resp.1["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("field is immutable")),
+        "{}",
+        resp.1
     );
 }

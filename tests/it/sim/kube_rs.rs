@@ -351,3 +351,64 @@ async fn metadata_watcher_lists_and_watches() {
     }
     assert!(seen, "the metadata watcher must see the ConfigMap");
 }
+
+#[tokio::test]
+async fn one_manager_applying_spec_and_status_never_prunes_its_own_fields() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let sim = start_sim("kr-status").await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(sim.client.clone());
+    let crd = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "links.mc.dev"},
+        "spec": {"group": "mc.dev", "scope": "Namespaced",
+                 "names": {"plural": "links", "singular": "link", "kind": "Link"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("crd");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("crd created");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("mc.dev", "v1alpha1", "Link"),
+        "links",
+    );
+    let links: Api<DynamicObject> = Api::namespaced_with(sim.client.clone(), "default", &ar);
+    let pp = PatchParams::apply("mc");
+    let spec = json!({"apiVersion": "mc.dev/v1alpha1", "kind": "Link", "metadata": {"name": "west"},
+                      "spec": {"targetClusterName": "west"}, "status": {"ignored": true}});
+    let created = links
+        .patch("west", &pp, &Patch::Apply(&spec))
+        .await
+        .expect("applied");
+    assert!(
+        created.data.get("status").is_none(),
+        "status is ignored on the main resource"
+    );
+    let status = json!({"apiVersion": "mc.dev/v1alpha1", "kind": "Link", "metadata": {"name": "west"},
+                        "status": {"mirroredServices": 3}});
+    let with_status = links
+        .patch_status("west", &pp, &Patch::Apply(&status))
+        .await
+        .expect("status applied");
+    assert_eq!(
+        with_status.data["spec"]["targetClusterName"], "west",
+        "a status apply must not prune spec"
+    );
+    assert_eq!(with_status.data["status"]["mirroredServices"], 3);
+    let again = links
+        .patch("west", &pp, &Patch::Apply(&spec))
+        .await
+        .expect("re-applied");
+    assert_eq!(
+        again.data["status"]["mirroredServices"], 3,
+        "a spec apply must not prune status"
+    );
+    assert_eq!(
+        again.metadata.generation,
+        Some(1),
+        "no spec change, no new generation"
+    );
+}

@@ -479,3 +479,19 @@ fn a_broken_static_config_is_one_clear_error_and_exit_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.crt"), "{err}");
 }
+
+#[test]
+fn a_sub_second_certificate_lifetime_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args([
+            "gateway",
+            "--cert-lifetime",
+            "10ms",
+            "--config",
+            "unused.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cert-lifetime"));
+}

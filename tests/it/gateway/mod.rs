@@ -346,6 +346,46 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_and_waits_for_open_tunnels() {
+    let p = pair().await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 5];
+    open.write_all(b"hello").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+
+    let harness::Gw { running, .. } = p.east;
+    // A drain timeout far beyond the test's patience: finishing means the drain completed.
+    let shutdown = tokio::spawn(running.shutdown(Duration::from_secs(600)));
+    eventually("east to stop accepting", LIMIT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    open.write_all(b"still").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"still", "the open tunnel was cut by the shutdown");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown returned while a tunnel was open"
+    );
+    drop(open);
+    eventually(
+        "the drain to complete once the tunnel closed",
+        LIMIT,
+        || async { shutdown.is_finished().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_connections_lose_nothing() {
     let p = pair().await;
     eventually("a first echo", LIMIT, || async {

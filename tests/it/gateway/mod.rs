@@ -76,6 +76,10 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
             ),
         ),
         (
+            "another cluster's gateway name from an issuer constrained to west",
+            client_config(anchor, Some(issuer_leaf(&p.pki.west, &[gw_east], &[]))),
+        ),
+        (
             "a non-gateway identity from a trusted issuer",
             client_config(
                 anchor,
@@ -92,11 +96,11 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
         assert!(r.is_err(), "{what} was accepted: {r:?}");
     }
     // The server counts after sending its alert, so the client may see the failure first.
-    eventually("four inbound handshake failures", LIMIT, || async {
+    eventually("five inbound handshake failures", LIMIT, || async {
         let failures = p
             .west
             .metric("mc_gateway_tls_handshake_failures_total{side=\"inbound\"}");
-        (failures == 4.0).then_some(())
+        (failures == 5.0).then_some(())
     })
     .await;
     assert_eq!(

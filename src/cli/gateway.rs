@@ -32,6 +32,7 @@ pub struct GatewayArgs {
     /// Lifetime of the gateway's leaf certificate; it is rotated at two thirds of it.
     #[arg(long, default_value = "24h", value_parser = at_least_a_second)]
     pub cert_lifetime: Duration,
+    /// A TLS handshake (inbound or to a peer) that takes longer is abandoned.
     #[arg(long, default_value = "10s", value_parser = at_least_a_second)]
     pub handshake_timeout: Duration,
     /// A tunnel with no byte in either direction for this long is closed.
@@ -46,7 +47,7 @@ pub struct GatewayArgs {
     /// Static tables and identity files instead of the Kubernetes API (see docs/gateway.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config, else the in-cluster config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.

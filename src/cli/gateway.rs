@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -30,23 +30,24 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
     /// Lifetime of the gateway's leaf certificate; it is rotated at two thirds of it.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = at_least_a_second)]
     pub cert_lifetime: Duration,
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// A TLS handshake (inbound or to a peer) that takes longer is abandoned.
+    #[arg(long, default_value = "10s", value_parser = at_least_a_second)]
     pub handshake_timeout: Duration,
     /// A tunnel with no byte in either direction for this long is closed.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = at_least_a_second)]
     pub idle_timeout: Duration,
     /// On SIGTERM, how long open tunnels may finish before they are closed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// HTTP/2 streams (tunnels) one peer gateway may have open at once.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_peer: u32,
     /// Static tables and identity files instead of the Kubernetes API (see docs/gateway.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config, else the in-cluster config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
@@ -70,15 +71,6 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         kubeconfig,
         context,
     } = args;
-    if cert_lifetime < Duration::from_secs(1) {
-        bail!("--cert-lifetime must be at least 1s (got {cert_lifetime:?})");
-    }
-    if handshake_timeout.is_zero() || idle_timeout.is_zero() {
-        bail!("--handshake-timeout and --idle-timeout must be greater than zero");
-    }
-    if max_streams_per_peer == 0 {
-        bail!("--max-streams-per-peer must be at least 1");
-    }
     let settings = Settings {
         inbound_addr,
         admin_addr,
@@ -93,10 +85,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let (name, material, feed, _keep_tables) = match config {
             Some(path) => {
-                let cfg = StaticConfig::load(&path).with_context(|| {
-                    format!(
-                        "hint: see docs/gateway.md for the format of {}",
-                        path.display()
+                let cfg = StaticConfig::load(&path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{:#}; see docs/gateway.md for the format",
+                        anyhow::Error::new(e)
                     )
                 })?;
                 let material = cfg.material();
@@ -148,6 +140,15 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         running.shutdown(drain_timeout).await;
         Ok(())
     })
+}
+
+/// A humantime duration of at least one second (clap turns the error into a usage error, exit 2).
+fn at_least_a_second(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s} is shorter than 1s"));
+    }
+    Ok(d)
 }
 
 async fn kube_client(

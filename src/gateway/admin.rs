@@ -5,9 +5,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,7 +33,12 @@ pub(crate) async fn serve(
         let hard = hard.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let r = respond(&req, &metrics, *identity.borrow(), *synced.borrow());
+                let r = respond(
+                    req.uri().path(),
+                    &metrics,
+                    *identity.borrow(),
+                    *synced.borrow(),
+                );
                 async move { Ok::<_, Infallible>(r) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -47,12 +51,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn respond(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    identity: bool,
-    synced: bool,
-) -> Response<Full<Bytes>> {
+fn respond(path: &str, metrics: &Metrics, identity: bool, synced: bool) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -62,7 +61,7 @@ fn respond(
         );
         r
     };
-    match req.uri().path() {
+    match path {
         "/live" => text(StatusCode::OK, "live\n".into()),
         "/ready" => {
             if identity && synced {
@@ -95,5 +94,52 @@ fn respond(
             StatusCode::NOT_FOUND,
             "not found; try /live, /ready or /metrics\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(r: Response<Full<Bytes>>) -> String {
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_naming_what_is_missing_until_identity_and_tables_are_there() {
+        let m = Metrics::new();
+        let r = respond("/ready", &m, true, false);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = body(r).await;
+        assert!(
+            text.contains("routing tables") && !text.contains("identity"),
+            "{text}"
+        );
+        assert_eq!(respond("/ready", &m, true, true).status(), StatusCode::OK);
+        assert_eq!(respond("/live", &m, false, false).status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_openmetrics_text_and_unknown_paths_are_404() {
+        let m = Metrics::new();
+        m.inbound.ok.inc();
+        let r = respond("/metrics", &m, true, true);
+        assert!(
+            r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        assert!(
+            body(r)
+                .await
+                .contains("mc_gateway_streams_total{side=\"inbound\",result=\"ok\"} 1")
+        );
+        assert_eq!(
+            respond("/nope", &m, true, true).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -80,7 +80,9 @@ async fn connection(
                     .handshake_failures
                     .get_or_create(&super::metrics::Side { side: INBOUND })
                     .inc();
-                tracing::info!(%remote, error = %e, "inbound TLS handshake failed");
+                // Debug, not info: anyone who can reach the port can cause these (scanners); the
+                // counter is the signal, `-v` shows the details.
+                tracing::debug!(%remote, error = %e, "inbound TLS handshake failed");
                 return;
             }
             Err(_) => {
@@ -90,7 +92,7 @@ async fn connection(
                     .handshake_failures
                     .get_or_create(&super::metrics::Side { side: INBOUND })
                     .inc();
-                tracing::info!(%remote, "inbound TLS handshake timed out");
+                tracing::debug!(%remote, "inbound TLS handshake timed out");
                 return;
             }
         };

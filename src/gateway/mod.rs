@@ -163,11 +163,6 @@ impl Running {
         self.shared.stop.cancel();
         self.shared.hard.cancel();
     }
-
-    /// Resolves when the gateway was told to stop (for callers that share the token).
-    pub fn stop_token(&self) -> CancellationToken {
-        self.shared.stop.clone()
-    }
 }
 
 /// Starts a gateway: mints the first leaf (retrying while the material is unavailable), binds

@@ -76,6 +76,10 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
             ),
         ),
         (
+            "another cluster's gateway name from an issuer constrained to west",
+            client_config(anchor, Some(issuer_leaf(&p.pki.west, &[gw_east], &[]))),
+        ),
+        (
             "a non-gateway identity from a trusted issuer",
             client_config(
                 anchor,
@@ -92,11 +96,11 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
         assert!(r.is_err(), "{what} was accepted: {r:?}");
     }
     // The server counts after sending its alert, so the client may see the failure first.
-    eventually("four inbound handshake failures", LIMIT, || async {
+    eventually("five inbound handshake failures", LIMIT, || async {
         let failures = p
             .west
             .metric("mc_gateway_tls_handshake_failures_total{side=\"inbound\"}");
-        (failures == 4.0).then_some(())
+        (failures == 5.0).then_some(())
     })
     .await;
     assert_eq!(
@@ -346,6 +350,46 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_and_waits_for_open_tunnels() {
+    let p = pair().await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 5];
+    open.write_all(b"hello").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+
+    let harness::Gw { running, .. } = p.east;
+    // A drain timeout far beyond the test's patience: finishing means the drain completed.
+    let shutdown = tokio::spawn(running.shutdown(Duration::from_secs(600)));
+    eventually("east to stop accepting", LIMIT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    open.write_all(b"still").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"still", "the open tunnel was cut by the shutdown");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown returned while a tunnel was open"
+    );
+    drop(open);
+    eventually(
+        "the drain to complete once the tunnel closed",
+        LIMIT,
+        || async { shutdown.is_finished().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_connections_lose_nothing() {
     let p = pair().await;
     eventually("a first echo", LIMIT, || async {
@@ -478,4 +522,20 @@ fn a_broken_static_config_is_one_clear_error_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.crt"), "{err}");
+}
+
+#[test]
+fn a_sub_second_certificate_lifetime_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args([
+            "gateway",
+            "--cert-lifetime",
+            "10ms",
+            "--config",
+            "unused.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cert-lifetime"));
 }

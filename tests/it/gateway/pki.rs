@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use mc::gateway::IssuerMaterial;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
@@ -43,9 +43,15 @@ pub fn anchor(cn: &str) -> Ca {
     }
 }
 
-pub fn intermediate(parent: &Ca, cn: &str) -> Ca {
+/// An issuer name-constrained to `dns_subtree`, the way `mc identity issue` makes them
+/// (`<cluster>.<trust-domain>`), so the tests also prove minted leaves satisfy the constraint.
+pub fn intermediate(parent: &Ca, cn: &str, dns_subtree: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
-    let p = ca_params(cn, true);
+    let mut p = ca_params(cn, true);
+    p.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName(dns_subtree.to_owned())],
+        excluded_subtrees: Vec::new(),
+    });
     let cert = p.signed_by(&key, &parent.issuer).unwrap();
     Ca {
         cert_pem: cert.pem(),
@@ -103,10 +109,11 @@ pub struct Pki {
 impl Pki {
     pub fn new() -> Self {
         let anchor = anchor("mc test anchor");
-        let west = intermediate(&anchor, "issuer west");
-        let east = intermediate(&anchor, "issuer east");
+        let west = intermediate(&anchor, "issuer west", "west.cluster.local");
+        let east = intermediate(&anchor, "issuer east", "east.cluster.local");
         let stranger_anchor = self::anchor("some other anchor");
-        let stranger_issuer = intermediate(&stranger_anchor, "issuer elsewhere");
+        let stranger_issuer =
+            intermediate(&stranger_anchor, "issuer elsewhere", "east.cluster.local");
         Self {
             anchor,
             west,

@@ -5,16 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// Certificates are backdated this much so that a peer whose clock is slightly behind accepts them.
-const BACKDATE: Duration = Duration::from_secs(60);
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Everything needed to mint: the anchors (to verify peers) and the issuer (to sign the leaf).
 #[derive(Clone)]
@@ -41,24 +34,12 @@ pub struct GatewayName {
 impl GatewayName {
     /// DNS SAN: `mc-gateway.<namespace>.<cluster>.<trust-domain>`, what peers put in their `Link`.
     pub fn dns(&self) -> String {
-        format!(
-            "{}.{}.{}.{}",
-            crate::k8s::GATEWAY_NAME,
-            self.namespace,
-            self.cluster,
-            self.trust_domain
-        )
+        crate::identity::gateway_dns_name_in(&self.namespace, &self.cluster, &self.trust_domain)
     }
 
     /// SPIFFE URI SAN: `spiffe://<trust-domain>/cluster/<cluster>/ns/<namespace>/sa/mc-gateway`.
     pub fn spiffe(&self) -> String {
-        format!(
-            "spiffe://{}/cluster/{}/ns/{}/sa/{}",
-            self.trust_domain,
-            self.cluster,
-            self.namespace,
-            crate::k8s::GATEWAY_NAME
-        )
+        crate::identity::gateway_spiffe_id_in(&self.namespace, &self.cluster, &self.trust_domain)
     }
 }
 
@@ -76,22 +57,18 @@ pub struct Leaf {
 pub enum IdentityError {
     #[error("the issuer certificate is not valid PEM")]
     IssuerCertPem(#[source] rustls_pki_types::pem::Error),
-    #[error("the issuer private key is not a valid PEM key")]
-    IssuerKey(#[source] rcgen::Error),
-    #[error("the issuer certificate cannot be used to sign")]
-    IssuerCert(#[source] rcgen::Error),
+    #[error("the issuer cannot sign gateway certificates")]
+    Issuer(#[source] crate::identity::PkiError),
     #[error("the trust anchor bundle holds no certificate")]
     NoAnchors,
     #[error("the trust anchor bundle is not valid PEM")]
     AnchorsPem(#[source] rustls_pki_types::pem::Error),
     #[error("a trust anchor is not a usable CA certificate")]
     Anchor(#[source] rustls::Error),
-    #[error("cannot build the certificate for {name}")]
-    Params { name: String, source: rcgen::Error },
-    #[error("cannot generate a key pair")]
-    KeyGen(#[source] rcgen::Error),
-    #[error("cannot sign the gateway certificate with the issuer")]
-    Sign(#[source] rcgen::Error),
+    #[error("cannot mint the gateway certificate")]
+    Mint(#[source] crate::identity::PkiError),
+    #[error("the minted private key is not valid PEM")]
+    LeafKey(#[source] rustls_pki_types::pem::Error),
     #[error("the signing key is not supported by rustls")]
     SigningKey(#[source] rustls::Error),
     #[error("the issuer certificate has already expired; issue a new one with `mc identity issue`")]
@@ -112,7 +89,8 @@ pub fn root_store(anchors_pem: &str) -> Result<rustls::RootCertStore, IdentityEr
     Ok(roots)
 }
 
-/// Mints a leaf for `name` valid for `lifetime` (capped at the issuer's own expiry).
+/// Mints a leaf for `name` valid for `lifetime` (capped at the issuer's own expiry), with the
+/// same certificate profile `mc identity` and `mc install` check (`identity::issue_gateway_leaf`).
 pub fn mint(
     name: &GatewayName,
     material: &IssuerMaterial,
@@ -121,10 +99,8 @@ pub fn mint(
 ) -> Result<Leaf, IdentityError> {
     let issuer_der = CertificateDer::from_pem_slice(material.issuer_cert_pem.as_bytes())
         .map_err(IdentityError::IssuerCertPem)?;
-    let issuer_key =
-        KeyPair::from_pem(&material.issuer_key_pem).map_err(IdentityError::IssuerKey)?;
-    let issuer =
-        Issuer::from_ca_cert_der(&issuer_der, issuer_key).map_err(IdentityError::IssuerCert)?;
+    let issuer = crate::identity::load_issuer(&material.issuer_cert_pem, &material.issuer_key_pem)
+        .map_err(IdentityError::Issuer)?;
 
     let mut not_after = now + lifetime;
     if let Some(issuer_expiry) = cert_not_after(&issuer_der) {
@@ -133,54 +109,39 @@ pub fn mint(
         }
         not_after = not_after.min(issuer_expiry);
     }
-    let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
+    let life = not_after.duration_since(now).unwrap_or_default();
+    let pem = crate::identity::issue_gateway_leaf(
+        &issuer,
+        &name.namespace,
+        &name.cluster,
+        &name.trust_domain,
+        time::OffsetDateTime::from(now),
+        life,
+    )
+    .map_err(IdentityError::Mint)?;
 
-    let dns = name.dns();
-    let mut params =
-        CertificateParams::new(vec![dns.clone()]).map_err(|source| IdentityError::Params {
-            name: dns.clone(),
-            source,
-        })?;
-    let uri = name
-        .spiffe()
-        .try_into()
-        .map_err(|source| IdentityError::Params {
-            name: dns.clone(),
-            source,
-        })?;
-    params.subject_alt_names.push(SanType::URI(uri));
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, dns.clone());
-    params.distinguished_name = dn;
-    params.not_before = time::OffsetDateTime::from(not_before);
-    params.not_after = time::OffsetDateTime::from(not_after);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let serial: [u8; 16] = rand::random();
-    // A positive serial (top bit clear) keeps strict parsers happy.
-    let mut serial = serial;
-    serial[0] &= 0x7f;
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-
-    let key = KeyPair::generate().map_err(IdentityError::KeyGen)?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(IdentityError::Sign)?;
-
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let leaf_der = CertificateDer::from_pem_slice(pem.cert_pem.as_bytes())
+        .map_err(IdentityError::IssuerCertPem)?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(pem.key_pem.as_bytes()).map_err(IdentityError::LeafKey)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(IdentityError::SigningKey)?;
-    let chain = vec![cert.der().clone(), issuer_der.into_owned()];
-    let life = not_after.duration_since(now).unwrap_or_default();
+    let (not_before, serial_hex) = match x509_parser::parse_x509_certificate(&leaf_der) {
+        Ok((_, cert)) => (
+            u64::try_from(cert.validity().not_before.timestamp())
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+                .unwrap_or(now),
+            hex::encode(cert.raw_serial()),
+        ),
+        Err(_) => (now, String::new()),
+    };
+    let chain = vec![leaf_der, issuer_der.into_owned()];
     Ok(Leaf {
         certified: Arc::new(CertifiedKey::new(chain, signing)),
         not_before,
         not_after,
         rotate_at: now + life * 2 / 3,
-        serial_hex: hex::encode(serial),
+        serial_hex,
     })
 }
 
@@ -243,27 +204,21 @@ pub fn gateway_identity_in(der: &[u8], namespace: &str) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, IsCa};
 
-    /// A self-signed anchor and an issuer under it, as PEM.
+    use rcgen::{CertificateParams, KeyPair};
+
+    /// A self-signed anchor and west's issuer under it, as `mc identity` makes them.
     pub(crate) fn pki() -> IssuerMaterial {
-        let anchor_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.distinguished_name.push(DnType::CommonName, "anchor");
-        let anchor_cert = p.self_signed(&anchor_key).unwrap();
-        let anchor = Issuer::new(p, anchor_key);
-        let issuer_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.distinguished_name.push(DnType::CommonName, "issuer west");
-        let issuer_cert = p.signed_by(&issuer_key, &anchor).unwrap();
+        use crate::identity::{load_issuer, new_anchor, new_issuer};
+        let now = time::OffsetDateTime::now_utc();
+        let year = time::Duration::days(365);
+        let anchor = new_anchor("cluster.local", now, now + year).unwrap();
+        let signer = load_issuer(&anchor.cert_pem, &anchor.key_pem).unwrap();
+        let issuer = new_issuer(&signer, "west", "cluster.local", now, now + year).unwrap();
         IssuerMaterial {
-            anchors_pem: anchor_cert.pem(),
-            issuer_cert_pem: issuer_cert.pem(),
-            issuer_key_pem: issuer_key.serialize_pem(),
+            anchors_pem: anchor.cert_pem,
+            issuer_cert_pem: issuer.cert_pem,
+            issuer_key_pem: issuer.key_pem,
         }
     }
 
@@ -322,7 +277,7 @@ pub(crate) mod tests {
         let err = mint(&west(), &m, Duration::from_secs(60), SystemTime::now())
             .err()
             .unwrap();
-        assert!(matches!(err, IdentityError::IssuerKey(_)), "{err}");
+        assert!(matches!(err, IdentityError::Issuer(_)), "{err}");
     }
 
     #[test]

@@ -559,51 +559,25 @@ fn gateway_identity_in_mc_config_follows_the_install_namespace() {
 
 // ---- real kubectl against `mc sim` ----
 
-/// A `mc sim serve` child process, killed on drop.
+/// An in-process simulated cluster (the shared fixture of `tests/it/sim`) with the runtime that
+/// serves it, for these synchronous tests that drive kubectl as a child process.
 struct Sim {
-    child: std::process::Child,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    _sim: crate::sim::Sim,
+    _runtime: tokio::runtime::Runtime,
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `mc sim serve`, or `None` when this build has no `sim` subcommand (the simulator lives
-/// on another branch until merged; clap then exits with a usage error).
-fn start_sim() -> Option<Sim> {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let child = crate::identity::mc()
-        .args(["sim", "serve", "--name", "west", "--kubeconfig-out"])
-        .arg(&kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+fn start_sim() -> Sim {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
         .unwrap();
-    let mut sim = Sim {
-        child,
-        kubeconfig,
-        _dir: dir,
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(status) = sim.child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(2), "mc sim serve exited: {status}");
-            return None;
-        }
-        if std::fs::metadata(&sim.kubeconfig).is_ok_and(|m| m.len() > 0) {
-            return Some(sim);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mc sim serve wrote no kubeconfig in 30s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let sim = runtime.block_on(crate::sim::start_sim("west"));
+    Sim {
+        kubeconfig: sim.kubeconfig.clone(),
+        _sim: sim,
+        _runtime: runtime,
     }
 }
 
@@ -622,28 +596,13 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &[u8]) -> std::process::Outp
     child.wait_with_output().unwrap()
 }
 
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var_os("MC_REQUIRE_KUBECTL").is_none(),
-        "kubectl is required (MC_REQUIRE_KUBECTL is set)"
-    );
-    found
-}
-
 #[test]
 fn install_applies_and_uninstall_deletes_with_real_kubectl_against_mc_sim() {
-    if !kubectl_available() {
+    if !crate::sim::have_kubectl() {
         eprintln!("skipped: kubectl not installed");
         return;
     }
-    let Some(sim) = start_sim() else {
-        eprintln!("skipped: this build has no `mc sim`");
-        return;
-    };
+    let sim = start_sim();
     let yaml = rendered();
     let ok = |out: &std::process::Output| {
         assert!(

@@ -13,6 +13,14 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::{self, Settings, TableFeed, source_kube, source_static::StaticConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  mc gateway --log-format json                       # in a cluster (what mc install runs)
+  mc gateway --context west --inbound-addr 127.0.0.1:4143 --admin-addr 127.0.0.1:4191
+  curl -s localhost:4191/metrics | grep mc_gateway_streams_total   # refusals by reason
+
+Configuration follows the Kubernetes API live: exported Services, mirror Services and Links in
+--namespace, identity from mc-config and mc-issuer. Protocol, metrics and debugging a refused
+connection: docs/gateway.md.")]
 pub struct GatewayArgs {
     /// Namespace mc is installed in (mc-config, mc-issuer, Links).
     #[arg(long, default_value = crate::k8s::DEFAULT_NAMESPACE)]

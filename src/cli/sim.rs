@@ -21,6 +21,13 @@ pub enum SimCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mc sim serve --clusters east,west --kubeconfig-out ./sim.kubeconfig
+  kubectl --kubeconfig ./sim.kubeconfig --context west apply -f app.yaml
+  kubectl --kubeconfig ./sim.kubeconfig --context west get svc -A -w
+
+Each cluster is an in-memory API server over HTTPS (its own CA, store and tokens); no pods run.
+What it implements and what it does not: docs/simulator.md.")]
 pub struct ServeArgs {
     /// Name of the one cluster to serve (also its kubeconfig context).
     #[arg(long, conflicts_with = "clusters")]

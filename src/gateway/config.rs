@@ -94,6 +94,10 @@ pub fn parse_authority<'a>(
     cluster_domain: &str,
 ) -> Result<Authority<'a>, Refusal> {
     let (host, port) = authority.rsplit_once(':').ok_or(Refusal::BadAuthority)?;
+    // `u16::from_str` also takes a leading `+`; an authority port is digits only.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refusal::BadAuthority);
+    }
     let port: u16 = port.parse().map_err(|_| Refusal::BadAuthority)?;
     if port == 0 {
         return Err(Refusal::BadAuthority);
@@ -237,6 +241,15 @@ mod tests {
             "backend.default.svc.cluster.local:99999",
             "Back_end.default.svc.cluster.local:80",
             ".default.svc.cluster.local:80",
+            "backend.default.svc.cluster.local:+8888",
+            "backend.default.svc.cluster.local:",
+            "user@backend.default.svc.cluster.local:8888",
+            "backend%2Edefault.svc.cluster.local:8888",
+            "backend.default%2esvc.cluster.local:8888",
+            "[::1]:8888",
+            "[fd00::1].default.svc.cluster.local:8888",
+            "backend.default.svc:8888",
+            "backend.default.SVC.cluster.local:8888",
         ] {
             assert_eq!(
                 parse_authority(bad, "cluster.local"),
@@ -244,6 +257,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_domain_matches_case_insensitively_with_an_optional_trailing_dot() {
+        for ok in [
+            "backend.default.svc.cluster.local.:8888",
+            "backend.default.svc.CLUSTER.Local:8888",
+        ] {
+            assert_eq!(
+                parse_authority(ok, "cluster.local").map(|a| a.port),
+                Ok(8888),
+                "{ok}"
+            );
+        }
+        assert_eq!(
+            parse_authority("backend.default.svc.cluster.local..:80", "cluster.local"),
+            Err(Refusal::WrongDomain)
+        );
     }
 
     #[test]

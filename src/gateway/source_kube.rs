@@ -53,11 +53,20 @@ pub struct Mirror {
 /// Service a non-mirror (logged), so one bad object cannot stop the gateway.
 pub fn record_of(svc: &Service) -> SvcRecord {
     let labels = svc.labels();
-    let exported = labels.get(LABEL_EXPORTED).map(String::as_str) == Some("true");
+    let is_mirror = labels.contains_key(LABEL_MIRROR_OF);
+    // A mirror's ClusterIP leads back into this gateway's outbound side: exporting it would let
+    // one linked cluster relay through this one to a third (or loop), so mirrors never export.
+    let exported = labels.get(LABEL_EXPORTED).map(String::as_str) == Some("true") && !is_mirror;
     let spec = svc.spec.as_ref();
+    // ExternalName Services are DNS aliases to arbitrary hosts: never dialled, even if a
+    // (non-validating) API server left a ClusterIP on one.
+    let external_name = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
     let ip: Option<IpAddr> = spec
+        .filter(|_| !external_name)
         .and_then(|s| s.cluster_ip.as_deref())
-        .and_then(|ip| ip.parse().ok());
+        .and_then(|ip| ip.parse().ok())
+        // Unspecified (0.0.0.0, ::) would dial this host itself, not a Service.
+        .filter(|ip: &IpAddr| !ip.is_unspecified());
     let mut backends = HashMap::new();
     if let Some(ip) = ip {
         for p in spec.and_then(|s| s.ports.as_ref()).into_iter().flatten() {
@@ -479,6 +488,36 @@ mod tests {
         );
         let r = record_of(&mk_service("default", "backend", "10.1.2.3", &[8888]));
         assert!(!r.entry.exported);
+    }
+
+    #[test]
+    fn external_name_service_is_never_dialled_even_with_a_cluster_ip() {
+        let mut s = exported(mk_service("default", "ext", "10.1.2.3", &[443]));
+        if let Some(spec) = s.spec.as_mut() {
+            spec.type_ = Some("ExternalName".into());
+            spec.external_name = Some("example.com".into());
+        }
+        let r = record_of(&s);
+        assert!(r.entry.backends.is_empty(), "{:?}", r.entry.backends);
+    }
+
+    #[test]
+    fn unspecified_cluster_ip_is_not_dialled() {
+        let r = record_of(&exported(mk_service("default", "b", "0.0.0.0", &[80])));
+        assert!(r.entry.backends.is_empty());
+    }
+
+    #[test]
+    fn a_mirror_labelled_exported_is_not_exported() {
+        let s = mirror(
+            exported(mk_service("default", "backend-west", "10.9.9.9", &[8888])),
+            "west",
+            "default/backend",
+            r#"{"8888":10001}"#,
+        );
+        let r = record_of(&s);
+        assert!(!r.entry.exported);
+        assert!(r.mirror.is_some());
     }
 
     #[test]

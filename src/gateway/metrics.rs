@@ -108,6 +108,11 @@ pub struct Metrics {
     pub handshake_failures: Family<Side, Counter>,
     pub peer_connects: Family<PeerResult, Counter>,
     pub peer_pool_state: Family<PeerState, Gauge>,
+    /// Which pool generation owns each peer's `peer_pool_state` series: when a Link's address
+    /// changes the old pool's task may still be winding down, and must not overwrite (or
+    /// remove) the new pool's state.
+    pool_owners: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    next_pool: std::sync::atomic::AtomicU64,
     pub dial_duration: Histogram,
     pub cert_expiry: Gauge,
     pub cert_rotations: Counter,
@@ -200,6 +205,8 @@ impl Metrics {
             handshake_failures,
             peer_connects,
             peer_pool_state,
+            pool_owners: Default::default(),
+            next_pool: Default::default(),
             dial_duration,
             cert_expiry,
             cert_rotations,
@@ -219,7 +226,21 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_pool_state(&self, peer: &str, state: &'static str) {
+    /// Makes a new pool the owner of `peer`'s pool-state series; returns its token.
+    pub fn claim_pool_state(&self, peer: &str) -> u64 {
+        let owner = self
+            .next_pool
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.owners().insert(peer.to_owned(), owner);
+        owner
+    }
+
+    /// Sets `peer`'s pool state, if `owner` still owns the series (rare: once per state change).
+    pub fn set_pool_state(&self, peer: &str, owner: u64, state: &'static str) {
+        let owners = self.owners();
+        if owners.get(peer) != Some(&owner) {
+            return;
+        }
         for s in POOL_STATES {
             self.peer_pool_state
                 .get_or_create(&PeerState {
@@ -230,11 +251,78 @@ impl Metrics {
         }
     }
 
+    /// A pool ended: its peer's pool-state series disappear, unless a newer pool owns them.
+    pub fn release_pool_state(&self, peer: &str, owner: u64) {
+        let mut owners = self.owners();
+        if owners.get(peer) != Some(&owner) {
+            return;
+        }
+        owners.remove(peer);
+        for s in POOL_STATES {
+            self.peer_pool_state.remove(&PeerState {
+                peer: peer.to_owned(),
+                state: s,
+            });
+        }
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        // A panic elsewhere while holding it leaves a usable map.
+        self.pool_owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(m: &Metrics) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter(|l| l.starts_with("mc_gateway_peer_pool_state{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_replaced_pool_cannot_overwrite_or_remove_the_new_pools_state() {
+        let m = Metrics::new();
+        let old = m.claim_pool_state("west");
+        m.set_pool_state("west", old, "ready");
+        let new = m.claim_pool_state("west");
+        m.set_pool_state("west", new, "connecting");
+        m.set_pool_state("west", old, "backoff");
+        m.release_pool_state("west", old);
+        let s = states(&m);
+        assert!(
+            s.iter()
+                .any(|l| l == "mc_gateway_peer_pool_state{peer=\"west\",state=\"connecting\"} 1"),
+            "{s:?}"
+        );
+        assert!(
+            s.iter()
+                .any(|l| l == "mc_gateway_peer_pool_state{peer=\"west\",state=\"backoff\"} 0"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn releasing_the_last_pool_of_a_peer_removes_its_series() {
+        let m = Metrics::new();
+        let owner = m.claim_pool_state("west");
+        m.set_pool_state("west", owner, "ready");
+        assert_eq!(states(&m).len(), POOL_STATES.len());
+        m.release_pool_state("west", owner);
+        assert_eq!(states(&m), Vec::<String>::new());
     }
 }

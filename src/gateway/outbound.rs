@@ -105,7 +105,9 @@ impl PeerPool {
     fn start(name: &str, peer: &Peer, tls: Arc<ClientConfig>, shared: Arc<Shared>) -> Arc<Self> {
         let (tx, rx) = watch::channel(PoolState::Connecting);
         let cancel = shared.hard.child_token();
+        let owner = shared.metrics.claim_pool_state(name);
         tokio::spawn(maintain(
+            owner,
             name.to_owned(),
             peer.clone(),
             tls,
@@ -203,6 +205,7 @@ impl PeerPool {
 
 /// Keeps one connection to the peer up: connect, serve until it breaks, back off, repeat.
 async fn maintain(
+    owner: u64,
     name: String,
     peer: Peer,
     tls: Arc<ClientConfig>,
@@ -214,7 +217,7 @@ async fn maintain(
     let mut backoff = BACKOFF_MIN;
     loop {
         state.send_replace(PoolState::Connecting);
-        metrics.set_pool_state(&name, "connecting");
+        metrics.set_pool_state(&name, owner, "connecting");
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
             r = connect(&peer, &tls, &shared) => r,
@@ -238,7 +241,7 @@ async fn maintain(
                     }
                 });
                 state.send_replace(PoolState::Ready(sender));
-                metrics.set_pool_state(&name, "ready");
+                metrics.set_pool_state(&name, owner, "ready");
                 let since = Instant::now();
                 let ended = tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -265,7 +268,7 @@ async fn maintain(
             }
         };
         state.send_replace(PoolState::Backoff(failure.into()));
-        metrics.set_pool_state(&name, "backoff");
+        metrics.set_pool_state(&name, owner, "backoff");
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(backoff) => {}
@@ -273,6 +276,8 @@ async fn maintain(
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     state.send_replace(PoolState::Closed);
+    // A removed peer must not look `connecting`/`ready` forever on dashboards.
+    metrics.release_pool_state(&name, owner);
 }
 
 type Conn = hyper::client::conn::http2::Connection<

@@ -156,6 +156,50 @@ async fn a_peer_with_the_wrong_identity_is_not_used() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_peer_leaves_no_pool_state_behind_and_a_moved_one_keeps_its_state() {
+    let p = pair().await;
+    let ready = "mc_gateway_peer_pool_state{peer=\"west\",state=\"ready\"} 1";
+    eventually("the pool to west to be ready", LIMIT, || async {
+        p.east
+            .running
+            .metrics
+            .encode()
+            .contains(ready)
+            .then_some(())
+    })
+    .await;
+
+    // The Link's address changes: the new pool owns the series, the old one's exit keeps off.
+    let dead = format!("127.0.0.1:{}", free_port());
+    p.east.update(|t| {
+        if let Some(peer) = t.peers.get_mut("west") {
+            peer.address = dead.clone();
+        }
+    });
+    eventually("the moved peer to back off", LIMIT, || async {
+        (p.east
+            .metric("mc_gateway_peer_pool_state{peer=\"west\",state=\"backoff\"}")
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+
+    p.east.update(|t| {
+        t.peers.clear();
+        t.listeners.clear();
+    });
+    eventually(
+        "the removed peer's pool state to disappear",
+        LIMIT,
+        || async {
+            let text = p.east.running.metrics.encode();
+            (!text.contains("mc_gateway_peer_pool_state{peer=\"west\"")).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unexported_unknown_and_malformed_targets_get_clear_statuses_and_no_dial() {
     let p = pair().await;
     let config = client_config(&p.pki.anchor.cert_pem, Some(east_identity(&p.pki)));

@@ -96,14 +96,20 @@ async fn connection(
                 return;
             }
         };
-    let peer: Arc<str> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let peer: Arc<str> = leaf
         .and_then(|c| super::identity::gateway_identity_in(c, &shared.name.namespace))
         .unwrap_or_default()
         .into();
+    // A resumed session (session ticket) skips certificate verification: rustls restores the
+    // chain verified when the ticket was issued. Without this check a ticket would keep a peer
+    // in for the ticket's lifetime (hours) after its certificate expired.
+    let not_after = leaf.and_then(|c| super::identity::cert_not_after(c));
+    if not_after.is_none_or(|t| t <= std::time::SystemTime::now()) {
+        shared.metrics.connection(INBOUND, "certificate_expired");
+        tracing::info!(%remote, %peer, not_after = ?not_after.map(humantime::format_rfc3339_seconds), "refusing a resumed TLS session whose client certificate has expired");
+        return;
+    }
     shared.metrics.connection(INBOUND, "ok");
     tracing::debug!(%remote, %peer, "inbound connection from a gateway");
 

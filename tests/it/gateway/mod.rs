@@ -80,6 +80,17 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
             client_config(anchor, Some(issuer_leaf(&p.pki.west, &[gw_east], &[]))),
         ),
         (
+            "a gateway name of another namespace",
+            client_config(
+                anchor,
+                Some(issuer_leaf(
+                    &p.pki.east,
+                    &["mc-gateway.other-ns.east.cluster.local"],
+                    &["spiffe://cluster.local/cluster/east/ns/other-ns/sa/mc-gateway"],
+                )),
+            ),
+        ),
+        (
             "a non-gateway identity from a trusted issuer",
             client_config(
                 anchor,
@@ -96,11 +107,11 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
         assert!(r.is_err(), "{what} was accepted: {r:?}");
     }
     // The server counts after sending its alert, so the client may see the failure first.
-    eventually("five inbound handshake failures", LIMIT, || async {
+    eventually("six inbound handshake failures", LIMIT, || async {
         let failures = p
             .west
             .metric("mc_gateway_tls_handshake_failures_total{side=\"inbound\"}");
-        (failures == 5.0).then_some(())
+        (failures == 6.0).then_some(())
     })
     .await;
     assert_eq!(
@@ -117,6 +128,75 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
     )
     .await;
     assert_eq!(ok, Ok((200, String::new())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ticket_does_not_outlive_the_client_certificate() {
+    let p = pair().await;
+    let addr = p.west.running.inbound_addr;
+    let now = SystemTime::now();
+    let expiry = now + Duration::from_secs(2);
+    let short = pki::leaf(
+        &p.pki.east,
+        &["mc-gateway.mc-system.east.cluster.local"],
+        &[],
+        now - Duration::from_secs(60),
+        expiry,
+    );
+    // One config, so its session cache carries the ticket from the first to the second handshake.
+    let config = client_config(&p.pki.anchor.cert_pem, Some(short));
+    assert_eq!(
+        connect_once(addr, config.clone(), BACKEND).await,
+        Ok((200, String::new()))
+    );
+    // Certificate times have one-second resolution: wait until it is surely expired.
+    eventually("the client certificate to expire", LIMIT, || async {
+        (SystemTime::now() > expiry + Duration::from_secs(1)).then_some(())
+    })
+    .await;
+    let accepted = p.backend.accepted();
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from(WEST_ID).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server, tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the test must exercise resumption"
+    );
+    let refused = async {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                    tls,
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(BACKEND)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(res.status().as_u16())
+    };
+    let r = tokio::time::timeout(LIMIT, refused).await.unwrap();
+    assert!(
+        r.is_err(),
+        "a resumed session with an expired certificate got {r:?}"
+    );
+    assert_eq!(p.backend.accepted(), accepted);
+    eventually("the refusal to be counted", LIMIT, || async {
+        (p.west.metric(
+            "mc_gateway_connections_total{side=\"inbound\",result=\"certificate_expired\"}",
+        ) == 1.0)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

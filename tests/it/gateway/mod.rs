@@ -199,6 +199,79 @@ async fn a_session_ticket_does_not_outlive_the_client_certificate() {
     .await;
 }
 
+/// A TCP forwarder standing in for the load balancer in front of a peer's gateway pods: new
+/// connections go to whatever `target` holds at accept time.
+async fn forwarder(
+    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+) -> std::net::SocketAddr {
+    let l = mc::gateway::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = l.accept().await {
+            let to = *target.lock().unwrap();
+            tokio::spawn(async move {
+                if let Ok(mut up) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_peer_pod_does_not_block_new_streams_while_its_tunnels_finish() {
+    init();
+    let pki = pki::Pki::new();
+    let backend = echo().await;
+    let private = echo().await;
+    let tables = west_tables(&backend, &private);
+    let west1 = start_gw(settings(), "west", pki.material(&pki.west), tables.clone()).await;
+    let west2 = start_gw(settings(), "west", pki.material(&pki.west), tables).await;
+    let target = std::sync::Arc::new(std::sync::Mutex::new(west1.running.inbound_addr));
+    let lb = forwarder(target.clone()).await;
+    let port = free_port();
+    let east = start_gw(
+        settings(),
+        "east",
+        pki.material(&pki.east),
+        east_tables(port, lb, WEST_ID, BACKEND),
+    )
+    .await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(port).await.then_some(())
+    })
+    .await;
+
+    // A long-lived tunnel through west1 keeps west1 draining.
+    let mut long = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    long.write_all(b"before").await.unwrap();
+    let mut buf = [0u8; 6];
+    long.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"before");
+
+    // Rolling update: the load balancer now sends new connections to west2, west1 drains (GOAWAY).
+    *target.lock().unwrap() = west2.running.inbound_addr;
+    let harness::Gw { running: w1, .. } = west1;
+    let draining = tokio::spawn(w1.shutdown(Duration::from_secs(600)));
+
+    eventually("new connections to flow through west2", LIMIT, || async {
+        echoes(port).await.then_some(())
+    })
+    .await;
+    long.write_all(b"during").await.unwrap();
+    long.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"during", "the draining tunnel must keep working");
+    drop(long);
+    tokio::time::timeout(LIMIT, draining)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(east);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_identity_is_not_used() {
     init();

@@ -74,15 +74,34 @@ async fn connection(
         match tokio::time::timeout(shared.settings.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                shared.metrics.connection(INBOUND, "handshake_failed");
+                let tls_error = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                match tls_error {
+                    // A client that presented a certificate we rejected is almost always a
+                    // misconfigured peer gateway (wrong anchor, expired, not a gateway name):
+                    // the peer only sees a bare alert, so the reason is logged here.
+                    Some(rustls::Error::InvalidCertificate(reason)) => {
+                        shared.metrics.connection(INBOUND, "certificate_rejected");
+                        tracing::info!(%remote, %reason, "refused an inbound client certificate");
+                    }
+                    Some(rustls::Error::NoCertificatesPresented) => {
+                        shared.metrics.connection(INBOUND, "no_certificate");
+                        tracing::debug!(%remote, "inbound client presented no certificate");
+                    }
+                    _ => {
+                        shared.metrics.connection(INBOUND, "handshake_failed");
+                        // Debug, not info: anyone who can reach the port can cause these
+                        // (scanners); the counter is the signal, `-v` shows the details.
+                        tracing::debug!(%remote, error = %e, "inbound TLS handshake failed");
+                    }
+                }
+                // Last, so that a test seeing this total also sees the split above.
                 shared
                     .metrics
                     .handshake_failures
                     .get_or_create(&super::metrics::Side { side: INBOUND })
                     .inc();
-                // Debug, not info: anyone who can reach the port can cause these (scanners); the
-                // counter is the signal, `-v` shows the details.
-                tracing::debug!(%remote, error = %e, "inbound TLS handshake failed");
                 return;
             }
             Err(_) => {

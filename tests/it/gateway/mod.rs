@@ -119,6 +119,14 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
         0,
         "no refused client may reach the backend"
     );
+    // The reason class is in the metric, so "why is east refused?" has an answer on west.
+    let m = |result: &str| {
+        p.west.metric(&format!(
+            "mc_gateway_connections_total{{side=\"inbound\",result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(m("no_certificate"), 1.0);
+    assert_eq!(m("certificate_rejected"), 5.0);
 
     // The same path with a real gateway identity works, so the refusals above mean something.
     let ok = connect_once(

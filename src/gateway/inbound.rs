@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -124,11 +124,12 @@ async fn connection(
     // chain verified when the ticket was issued. Without this check a ticket would keep a peer
     // in for the ticket's lifetime (hours) after its certificate expired.
     let not_after = leaf.and_then(|c| super::identity::cert_not_after(c));
-    if not_after.is_none_or(|t| t <= std::time::SystemTime::now()) {
+    let Some(until_expiry) = not_after.and_then(|t| t.duration_since(SystemTime::now()).ok())
+    else {
         shared.metrics.connection(INBOUND, "certificate_expired");
         tracing::info!(%remote, %peer, not_after = ?not_after.map(humantime::format_rfc3339_seconds), "refusing a resumed TLS session whose client certificate has expired");
         return;
-    }
+    };
     shared.metrics.connection(INBOUND, "ok");
     tracing::debug!(%remote, %peer, "inbound connection from a gateway");
 
@@ -145,6 +146,17 @@ async fn connection(
         r = conn.as_mut() => r,
         _ = shared.stop.cancelled() => {
             // GOAWAY: the peer opens new streams elsewhere (or reconnects), open ones finish.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = shared.hard.cancelled() => Ok(()),
+            }
+        }
+        _ = tokio::time::sleep(until_expiry) => {
+            // The identity this connection was admitted with is no longer valid: no new streams
+            // on it (GOAWAY); the peer reconnects and proves its current certificate, open
+            // tunnels finish.
+            tracing::info!(%remote, %peer, "the peer's client certificate expired; closing its connection gracefully");
             conn.as_mut().graceful_shutdown();
             tokio::select! {
                 r = conn.as_mut() => r,

@@ -139,11 +139,18 @@ async fn clients_without_a_valid_gateway_certificate_are_refused_at_the_handshak
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_ticket_does_not_outlive_the_client_certificate() {
+async fn neither_a_connection_nor_a_session_ticket_outlives_the_client_certificate() {
     let p = pair().await;
     let addr = p.west.running.inbound_addr;
     let now = SystemTime::now();
-    let expiry = now + Duration::from_secs(2);
+    // Whole seconds, as certificates store them.
+    let expiry = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3,
+        );
     let short = pki::leaf(
         &p.pki.east,
         &["mc-gateway.mc-system.east.cluster.local"],
@@ -153,10 +160,30 @@ async fn a_session_ticket_does_not_outlive_the_client_certificate() {
     );
     // One config, so its session cache carries the ticket from the first to the second handshake.
     let config = client_config(&p.pki.anchor.cert_pem, Some(short));
-    assert_eq!(
-        connect_once(addr, config.clone(), BACKEND).await,
-        Ok((200, String::new()))
-    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from(WEST_ID).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(server.clone(), tcp)
+        .await
+        .unwrap();
+    let (mut first, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let first_conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(PRIVATE)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(first.send_request(req).await.unwrap().status(), 403);
+    // The connection admitted with that certificate does not outlive it (GOAWAY, then closed),
+    // although this client keeps it open and HTTP/2 pings keep it alive.
+    eventually("west to close the connection at expiry", LIMIT, || async {
+        first_conn.is_finished().then_some(())
+    })
+    .await;
     // Certificate times have one-second resolution: wait until it is surely expired.
     eventually("the client certificate to expire", LIMIT, || async {
         (SystemTime::now() > expiry + Duration::from_secs(1)).then_some(())
@@ -165,7 +192,6 @@ async fn a_session_ticket_does_not_outlive_the_client_certificate() {
     let accepted = p.backend.accepted();
 
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let server = rustls::pki_types::ServerName::try_from(WEST_ID).unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server, tcp)
         .await

@@ -223,7 +223,7 @@ async fn maintain(
             r = connect(&peer, &tls, &shared) => r,
         };
         let failure = match attempt {
-            Ok((sender, conn)) => {
+            Ok((sender, conn, peer_not_after)) => {
                 metrics
                     .peer_connects
                     .get_or_create(&PeerResult {
@@ -243,9 +243,27 @@ async fn maintain(
                 state.send_replace(PoolState::Ready(sender));
                 metrics.set_pool_state(&name, owner, "ready");
                 let since = Instant::now();
+                // The peer was verified with the certificate it presented then; once that expires,
+                // new streams go over a fresh handshake that verifies its current one (the old
+                // connection keeps serving its open tunnels, and the peer's own GOAWAY closes it).
+                let until_expiry = peer_not_after.map(|t| {
+                    t.duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                });
+                let expired = async {
+                    match until_expiry {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let ended = tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = &mut conn_task => r.ok().flatten(),
+                    _ = expired => {
+                        tracing::info!(peer = %name, address = %peer.address, "the peer gateway's certificate expired; reconnecting");
+                        backoff = BACKOFF_MIN;
+                        continue;
+                    }
                 };
                 tracing::info!(peer = %name, error = ?ended, "connection to peer gateway closed; reconnecting");
                 if since.elapsed() >= HEALTHY_AFTER {
@@ -290,7 +308,14 @@ async fn connect(
     peer: &Peer,
     tls: &Arc<ClientConfig>,
     shared: &Shared,
-) -> Result<(SendRequest<Empty<Bytes>>, Conn), PoolError> {
+) -> Result<
+    (
+        SendRequest<Empty<Bytes>>,
+        Conn,
+        Option<std::time::SystemTime>,
+    ),
+    PoolError,
+> {
     let address = peer.address.clone();
     let timeout = shared.settings.handshake_timeout;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {
@@ -331,6 +356,12 @@ async fn connect(
     if tls_stream.get_ref().1.alpn_protocol() != Some(super::tls::ALPN_H2) {
         return Err(PoolError::NoAlpn { address });
     }
+    let not_after = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| super::identity::cert_not_after(c));
     let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .initial_stream_window_size(super::STREAM_WINDOW)
@@ -341,9 +372,11 @@ async fn connect(
         .keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
-    h2.handshake(TokioIo::new(tls_stream))
+    let (sender, conn) = h2
+        .handshake(TokioIo::new(tls_stream))
         .await
-        .map_err(|source| PoolError::H2 { address, source })
+        .map_err(|source| PoolError::H2 { address, source })?;
+    Ok((sender, conn, not_after))
 }
 
 /// Follows the tables: opens/closes outbound listeners and starts/stops peer pools.

@@ -159,5 +159,9 @@ pub fn client_config(
         .with_root_certificates(roots)
         .with_client_cert_resolver(certs);
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // Every (re)connection of a pool verifies the peer's current certificate: a resumed session
+    // would skip that (and restore the chain seen when the ticket was issued, possibly expired
+    // since). The connection is pooled, so a full handshake per reconnect costs nothing.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

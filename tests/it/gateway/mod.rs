@@ -523,6 +523,41 @@ async fn certificate_rotation_keeps_open_tunnels_and_new_handshakes_use_the_new_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_reconnects_and_verifies_again_when_the_peers_certificate_expires() {
+    let short_west = mc::gateway::Settings {
+        cert_lifetime: Duration::from_secs(3),
+        ..settings()
+    };
+    let p = pair_with(short_west, settings()).await;
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 3];
+    open.write_all(b"one").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+
+    let connects = "mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}";
+    eventually(
+        "east to reconnect when west's first leaf expires",
+        LIMIT,
+        || async { (p.east.metric(connects) >= 2.0).then_some(()) },
+    )
+    .await;
+    assert!(echoes(p.port).await);
+    open.write_all(b"two").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"two", "the open tunnel broke on reconnect");
+    // A full handshake each time: a resumed session would restore the expired chain and reconnect
+    // again at once (a burst of reconnects until the tickets run out). One reconnect per leaf.
+    let n = p.east.metric(connects);
+    assert!(n <= 3.0, "{n} connects: the pool is reconnecting in a loop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn east_reconnects_when_west_comes_back_on_the_same_port() {
     let p = pair().await;
     eventually("a first echo", LIMIT, || async {

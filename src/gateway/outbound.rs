@@ -492,6 +492,11 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
     let route = shared.tables.borrow().listeners.get(&port).cloned();
     let Some(route) = route else {
         shared.metrics.stream(OUTBOUND, "no_route");
+        // A listener outlives its mirror briefly (tables changed since the accept).
+        tracing::info!(
+            port,
+            "no mirror owns this outbound port any more; closing the connection"
+        );
         return;
     };
     let pool = pools.borrow().get(&route.peer).cloned();

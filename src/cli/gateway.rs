@@ -88,6 +88,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         handshake_timeout,
         idle_timeout,
         max_streams_per_peer,
+        ..Settings::default()
     };
     super::runtime()?.block_on(async move {
         let stop = CancellationToken::new();

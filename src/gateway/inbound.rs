@@ -36,6 +36,9 @@ pub(crate) async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     let h2 = Arc::new(h2);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(
+        shared.settings.max_pending_handshakes,
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shared.stop.cancelled() => break,
@@ -43,7 +46,16 @@ pub(crate) async fn serve(
         };
         match accepted {
             Ok((tcp, remote)) => {
+                // Peers are pooled and reconnect rarely: a flood of handshakes is not a peer, and
+                // refusing it beats being OOM-killed with every open tunnel.
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    shared.metrics.connection(INBOUND, "handshake_overload");
+                    tracing::debug!(%remote, "too many TLS handshakes in flight; closing");
+                    drop(tcp);
+                    continue;
+                };
                 tokio::spawn(connection(
+                    permit,
                     tcp,
                     remote,
                     acceptor.clone(),
@@ -62,6 +74,7 @@ pub(crate) async fn serve(
 }
 
 async fn connection(
+    handshake_permit: tokio::sync::OwnedSemaphorePermit,
     tcp: TcpStream,
     remote: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -115,6 +128,7 @@ async fn connection(
                 return;
             }
         };
+    drop(handshake_permit);
     let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
     let peer: Arc<str> = leaf
         .and_then(|c| super::identity::gateway_identity_in(c, &shared.name.namespace))

@@ -100,7 +100,8 @@ pub struct Metrics {
     pub outbound: SideHandles,
     pub registry: Registry,
     /// TCP/TLS connections accepted per side, by result (`ok`, `no_certificate`,
-    /// `certificate_rejected`, `handshake_failed`, `handshake_timeout`, `certificate_expired`).
+    /// `certificate_rejected`, `handshake_failed`, `handshake_timeout`, `handshake_overload`,
+    /// `certificate_expired`).
     pub connections: Family<SideResult, Counter>,
     /// CONNECT streams per side by result (`ok` or a refusal reason).
     pub streams: Family<SideResult, Counter>,
@@ -132,7 +133,7 @@ impl Metrics {
         let connections = Family::<SideResult, Counter>::default();
         registry.register(
             "connections",
-            "Connections accepted by side and result (ok, no_certificate, certificate_rejected, handshake_failed, handshake_timeout, certificate_expired)",
+            "Connections accepted by side and result (ok, no_certificate, certificate_rejected, handshake_failed, handshake_timeout, handshake_overload, certificate_expired)",
             connections.clone(),
         );
         let streams = Family::<SideResult, Counter>::default();

@@ -64,6 +64,9 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_streams_per_peer: u32,
+    /// Inbound TLS handshakes in flight at once; connections beyond it are closed at accept.
+    /// Bounds what unauthenticated clients can make the gateway hold (memory, descriptors).
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for Settings {
@@ -77,6 +80,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             max_streams_per_peer: 4096,
+            max_pending_handshakes: 1024,
         }
     }
 }

@@ -307,6 +307,49 @@ async fn a_draining_peer_pod_does_not_block_new_streams_while_its_tunnels_finish
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_cannot_hold_more_than_the_handshake_limit() {
+    let west_settings = mc::gateway::Settings {
+        max_pending_handshakes: 2,
+        // Longer than LIMIT: only the limit, not the timeout, can close the third connection.
+        handshake_timeout: Duration::from_secs(600),
+        ..settings()
+    };
+    let p = pair_with(west_settings, settings()).await;
+    // East's pool is connected, so its handshake no longer holds a slot.
+    eventually("a first echo", LIMIT, || async {
+        echoes(p.port).await.then_some(())
+    })
+    .await;
+    let addr = p.west.running.inbound_addr;
+    let silent1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let silent2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Accepts are ordered: once the third is closed, the first two hold the slots.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let r = tokio::time::timeout(LIMIT, third.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection over the limit was not closed: {r:?}"
+    );
+    assert_eq!(
+        p.west
+            .metric("mc_gateway_connections_total{side=\"inbound\",result=\"handshake_overload\"}"),
+        1.0
+    );
+    // Established tunnels are unaffected, and freed slots admit peers again.
+    assert!(echoes(p.port).await);
+    drop((silent1, silent2));
+    let config = client_config(&p.pki.anchor.cert_pem, Some(east_identity(&p.pki)));
+    eventually("a handshake once the silent clients left", LIMIT, || {
+        let config = config.clone();
+        async move {
+            (connect_once(addr, config, BACKEND).await == Ok((200, String::new()))).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_identity_is_not_used() {
     init();
     let pki = pki::Pki::new();

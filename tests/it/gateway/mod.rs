@@ -178,6 +178,10 @@ async fn neither_a_connection_nor_a_session_ticket_outlives_the_client_certifica
         .body(http_body_util::Empty::new())
         .unwrap();
     assert_eq!(first.send_request(req).await.unwrap().status(), 403);
+    // While the certificate is valid, resuming works (the check below does not break tickets).
+    let (kind, r) = connect_with_kind(addr, config.clone(), PRIVATE).await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(r, Ok(403));
     // The connection admitted with that certificate does not outlive it (GOAWAY, then closed),
     // although this client keeps it open and HTTP/2 pings keep it alive.
     eventually("west to close the connection at expiry", LIMIT, || async {
@@ -191,34 +195,12 @@ async fn neither_a_connection_nor_a_session_ticket_outlives_the_client_certifica
     .await;
     let accepted = p.backend.accepted();
 
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(server, tcp)
-        .await
-        .unwrap();
+    let (kind, r) = connect_with_kind(addr, config, BACKEND).await;
     assert_eq!(
-        tls.get_ref().1.handshake_kind(),
+        kind,
         Some(rustls::HandshakeKind::Resumed),
         "the test must exercise resumption"
     );
-    let refused = async {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
-                    tls,
-                ))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(BACKEND)
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(res.status().as_u16())
-    };
-    let r = tokio::time::timeout(LIMIT, refused).await.unwrap();
     assert!(
         r.is_err(),
         "a resumed session with an expired certificate got {r:?}"
@@ -231,6 +213,39 @@ async fn neither_a_connection_nor_a_session_ticket_outlives_the_client_certifica
             .then_some(())
     })
     .await;
+}
+
+/// One TLS connection and one CONNECT: how the handshake went (full or resumed) and the status.
+async fn connect_with_kind(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    authority: &str,
+) -> (Option<rustls::HandshakeKind>, Result<u16, String>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from(WEST_ID).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server, tcp)
+        .await
+        .unwrap();
+    let kind = tls.get_ref().1.handshake_kind();
+    let status = async {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                    tls,
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(authority)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(res.status().as_u16())
+    };
+    (kind, tokio::time::timeout(LIMIT, status).await.unwrap())
 }
 
 /// A TCP forwarder standing in for the load balancer in front of a peer's gateway pods: new

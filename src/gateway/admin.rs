@@ -7,15 +7,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 
+/// `header_timeout` bounds how long a client may take to send a request's headers (the probe
+/// port is unauthenticated: a slow client must not hold a connection forever).
 pub(crate) async fn serve(
     listener: TcpListener,
+    header_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
     identity: watch::Receiver<bool>,
     synced: watch::Receiver<bool>,
@@ -26,7 +29,15 @@ pub(crate) async fn serve(
             _ = hard.cancelled() => break,
             a = listener.accept() => a,
         };
-        let Ok((tcp, _)) = accepted else { continue };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning a core until a descriptor frees.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         let identity = identity.clone();
         let synced = synced.clone();
@@ -42,6 +53,8 @@ pub(crate) async fn serve(
                 async move { Ok::<_, Infallible>(r) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             tokio::select! {
                 _ = conn => {}

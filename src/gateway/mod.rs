@@ -186,6 +186,7 @@ pub async fn start(
     let admin_addr = local_addr(&admin_listener, settings.admin_addr, "admin")?;
     tokio::spawn(admin::serve(
         admin_listener,
+        settings.handshake_timeout,
         metrics.clone(),
         identity_ready,
         feed.synced.clone(),

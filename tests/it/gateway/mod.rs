@@ -365,6 +365,37 @@ async fn a_flood_of_silent_connections_cannot_hold_more_than_the_handshake_limit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_cannot_hold_an_admin_connection() {
+    init();
+    let pki = pki::Pki::new();
+    let s = mc::gateway::Settings {
+        handshake_timeout: Duration::from_secs(1),
+        ..settings()
+    };
+    let gw = start_gw(s, "west", pki.material(&pki.west), Default::default()).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.running.admin_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /live HTTP/1.1\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(LIMIT, slow.read_to_end(&mut rest)).await;
+    assert!(
+        r.is_ok(),
+        "the admin server kept a slow client's connection open"
+    );
+    // A prompt client is still served.
+    let mut ok = tokio::net::TcpStream::connect(gw.running.admin_addr)
+        .await
+        .unwrap();
+    ok.write_all(b"GET /live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    ok.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_identity_is_not_used() {
     init();
     let pki = pki::Pki::new();

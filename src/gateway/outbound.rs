@@ -54,6 +54,10 @@ pub enum PoolError {
         #[source]
         source: rustls::pki_types::InvalidDnsNameError,
     },
+    #[error(
+        "{identity:?} is not a gateway identity (expected {expected}<cluster>.<trust-domain>); fix the Link's gatewayIdentity"
+    )]
+    NotAGateway { identity: String, expected: String },
     #[error("TLS handshake with {address} (expecting {identity}) failed")]
     Tls {
         address: String,
@@ -316,6 +320,22 @@ async fn connect(
     ),
     PoolError,
 > {
+    // Checked before dialling: a Link naming anything but a gateway would let any certificate
+    // the issuers signed for that name (not a gateway's) receive this cluster's traffic. The
+    // inbound side applies the same rule to clients.
+    let expected = format!("{}.{}.", crate::k8s::GATEWAY_NAME, shared.name.namespace);
+    let labels_after = peer.identity.strip_prefix(&expected).map(|rest| {
+        rest.trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+            .count()
+    });
+    if labels_after.is_none_or(|n| n < 2) {
+        return Err(PoolError::NotAGateway {
+            identity: peer.identity.clone(),
+            expected,
+        });
+    }
     let address = peer.address.clone();
     let timeout = shared.settings.handshake_timeout;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {

@@ -396,6 +396,55 @@ async fn a_slow_client_cannot_hold_an_admin_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_names_no_gateway_is_never_dialled() {
+    init();
+    let pki = pki::Pki::new();
+    // An impostor with a certificate west's issuer could legitimately sign for a workload.
+    let workload = "backend.default.west.cluster.local";
+    let leaf = issuer_leaf(&pki.west, &[workload], &[]);
+    let mut server =
+        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_no_client_auth()
+            .with_cert_resolver(mc::gateway::tls::CertStore::new(leaf));
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let impostor = mc::gateway::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let impostor_addr = impostor.local_addr().unwrap();
+    let dialled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = dialled.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = impostor.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut sink = Vec::new();
+                    let _ = tls.read_to_end(&mut sink).await;
+                }
+            });
+        }
+    });
+    let port = free_port();
+    let east = start_gw(
+        settings(),
+        "east",
+        pki.material(&pki.east),
+        east_tables(port, impostor_addr, workload, BACKEND),
+    )
+    .await;
+    eventually("east to refuse the Link", LIMIT, || async {
+        (east.metric("mc_gateway_peer_connects_total{peer=\"west\",result=\"failed\"}") >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        east.metric("mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}"),
+        0.0
+    );
+    assert_eq!(dialled.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_identity_is_not_used() {
     init();
     let pki = pki::Pki::new();

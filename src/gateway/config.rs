@@ -112,6 +112,8 @@ pub fn parse_authority<'a>(
         return Err(Refusal::BadAuthority);
     }
     let domain = domain.strip_suffix('.').unwrap_or(domain);
+    // `--cluster-domain cluster.local.` (fully qualified) means the same domain.
+    let cluster_domain = cluster_domain.strip_suffix('.').unwrap_or(cluster_domain);
     if !domain.eq_ignore_ascii_case(cluster_domain) {
         return Err(Refusal::WrongDomain);
     }
@@ -274,6 +276,11 @@ mod tests {
         assert_eq!(
             parse_authority("backend.default.svc.cluster.local..:80", "cluster.local"),
             Err(Refusal::WrongDomain)
+        );
+        assert_eq!(
+            parse_authority("backend.default.svc.cluster.local:80", "cluster.local.")
+                .map(|a| a.port),
+            Ok(80)
         );
     }
 

@@ -86,6 +86,18 @@ pub async fn echo_at(addr: SocketAddr) -> Echo {
     Echo { addr, accepted }
 }
 
+/// `n` distinct ports free on `ip`, all chosen while held so that they cannot repeat. On an IP
+/// of its own a test cannot collide with the ephemeral ports other tests' clients use on
+/// 127.0.0.1 (which is what a port from [`free_port`] can, between picking and binding).
+pub fn free_ports_on(ip: std::net::Ipv4Addr, n: usize) -> Vec<u16> {
+    let held: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind((ip, 0)).unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -96,12 +108,15 @@ pub fn free_port() -> u16 {
 
 /// Sends `payload`, half-closes, returns everything read back.
 pub async fn roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    roundtrip_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload).await
+}
+
+/// [`roundtrip`] to any address.
+pub async fn roundtrip_at(addr: std::net::SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let stage = |what: &'static str| {
         move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
     };
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(stage("connect"))?;
+    let mut s = TcpStream::connect(addr).await.map_err(stage("connect"))?;
     s.write_all(payload).await.map_err(stage("write"))?;
     s.shutdown().await.map_err(stage("shutdown"))?;
     let mut out = Vec::with_capacity(payload.len());
@@ -111,9 +126,14 @@ pub async fn roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// Whether an echo through `port` currently works.
 pub async fn echoes(port: u16) -> bool {
+    echoes_at(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+/// [`echoes`] through a listener on any address.
+pub async fn echoes_at(addr: std::net::SocketAddr) -> bool {
     let payload = b"ping through the gateways";
     matches!(
-        tokio::time::timeout(Duration::from_secs(10), roundtrip(port, payload)).await,
+        tokio::time::timeout(Duration::from_secs(10), roundtrip_at(addr, payload)).await,
         Ok(Ok(ref v)) if v == payload
     )
 }

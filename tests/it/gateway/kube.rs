@@ -3,7 +3,7 @@
 //! changes live, including an unexport done with real `kubectl`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -124,14 +124,17 @@ fn write_kubeconfig(sim: &SimCluster, path: &Path) {
     std::fs::write(path, serde_json::to_string(&sim.kubeconfig()).unwrap()).unwrap();
 }
 
+/// The loopback address this test's gateways listen on: nothing else in the suite uses it.
+const GW_IP: Ipv4Addr = Ipv4Addr::new(127, 60, 0, 1);
+
 fn spawn_gateway(kubeconfig: &Path, inbound: u16, admin: u16) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_mc"))
         .arg("gateway")
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
-        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .args(["--outbound-ip", "127.0.0.1"])
+        .args(["--inbound-addr", &format!("{GW_IP}:{inbound}")])
+        .args(["--admin-addr", &format!("{GW_IP}:{admin}")])
+        .args(["--outbound-ip", &GW_IP.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -141,9 +144,7 @@ fn spawn_gateway(kubeconfig: &Path, inbound: u16, admin: u16) -> Proc {
 
 async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
+    let mut s = tokio::net::TcpStream::connect((GW_IP, port)).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .ok()?;
@@ -186,13 +187,10 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
     );
     write_kubeconfig(&west, &wkc);
     write_kubeconfig(&east, &ekc);
-    let (w_in, w_admin, e_in, e_admin, port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    let [w_in, w_admin, e_in, e_admin, port] = free_ports_on(GW_IP, 5)[..] else {
+        unreachable!("five ports asked for")
+    };
+    let mirror_port = SocketAddr::from((GW_IP, port));
     let _west_gw = spawn_gateway(&wkc, w_in, w_admin);
     let _east_gw = spawn_gateway(&ekc, e_in, e_admin);
 
@@ -205,7 +203,7 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
             target_trust_domain: "cluster.local".into(),
             api_server: west.url(),
             credentials_secret: "mc-link-west".into(),
-            gateway_addresses: vec!["127.0.0.1".into()],
+            gateway_addresses: vec![GW_IP.to_string()],
             gateway_port: w_in,
             gateway_identity: WEST_ID.into(),
             probe: Default::default(),
@@ -245,7 +243,7 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
     eventually(
         "traffic east -> west through the API-configured path",
         LIMIT,
-        || async { echoes(port).await.then_some(()) },
+        || async { echoes_at(mirror_port).await.then_some(()) },
     )
     .await;
 
@@ -269,11 +267,11 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
     eventually("west to refuse the unexported service", LIMIT, || async {
-        (!echoes(port).await).then_some(())
+        (!echoes_at(mirror_port).await).then_some(())
     })
     .await;
     let dialled = backend.accepted();
-    assert!(!echoes(port).await);
+    assert!(!echoes_at(mirror_port).await);
     assert_eq!(
         backend.accepted(),
         dialled,
@@ -292,7 +290,7 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
         .await
         .unwrap();
     eventually("east to close the outbound port", LIMIT, || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+        tokio::net::TcpStream::connect(mirror_port)
             .await
             .is_err()
             .then_some(())

@@ -116,7 +116,21 @@ mod tests {
 
     const NS: &str = crate::identity::IDENTITY_NAMESPACE;
     use crate::identity::pki::tests::{anchor_and_issuer, now};
-    use crate::identity::pki::{issue_gateway_leaf, load_issuer, parse_cert_pems};
+    use crate::identity::pki::{CertKeyPem, issue_gateway_leaf, load_issuer, parse_cert_pems};
+
+    /// A 24h gateway leaf for `cluster` signed by `issuer`.
+    fn gateway_leaf(issuer: &CertKeyPem, cluster: &str) -> CertKeyPem {
+        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
+        issue_gateway_leaf(
+            &signer,
+            NS,
+            cluster,
+            "cluster.local",
+            now(),
+            GATEWAY_LEAF_LIFETIME,
+        )
+        .unwrap()
+    }
 
     fn der(pem: &str) -> CertificateDer<'static> {
         parse_cert_pems(pem.as_bytes()).unwrap().remove(0)
@@ -125,16 +139,7 @@ mod tests {
     #[test]
     fn gateway_leaf_chains_through_its_issuer_to_the_anchor() {
         let (anchor, issuer) = anchor_and_issuer("west");
-        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
-        let leaf = issue_gateway_leaf(
-            &signer,
-            NS,
-            "west",
-            "cluster.local",
-            now(),
-            GATEWAY_LEAF_LIFETIME,
-        )
-        .unwrap();
+        let leaf = gateway_leaf(&issuer, "west");
         verify_chain(
             &der(&leaf.cert_pem),
             &[der(&issuer.cert_pem)],
@@ -152,16 +157,7 @@ mod tests {
     fn leaf_from_another_anchor_does_not_verify() {
         let (_, issuer) = anchor_and_issuer("west");
         let (other_anchor, _) = anchor_and_issuer("west");
-        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
-        let leaf = issue_gateway_leaf(
-            &signer,
-            NS,
-            "west",
-            "cluster.local",
-            now(),
-            GATEWAY_LEAF_LIFETIME,
-        )
-        .unwrap();
+        let leaf = gateway_leaf(&issuer, "west");
         let err = verify_chain(
             &der(&leaf.cert_pem),
             &[der(&issuer.cert_pem)],
@@ -179,16 +175,7 @@ mod tests {
     #[test]
     fn leaf_past_its_lifetime_does_not_verify() {
         let (anchor, issuer) = anchor_and_issuer("west");
-        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
-        let leaf = issue_gateway_leaf(
-            &signer,
-            NS,
-            "west",
-            "cluster.local",
-            now(),
-            GATEWAY_LEAF_LIFETIME,
-        )
-        .unwrap();
+        let leaf = gateway_leaf(&issuer, "west");
         let later = SystemTime::now() + GATEWAY_LEAF_LIFETIME * 2;
         let err = verify_chain(
             &der(&leaf.cert_pem),
@@ -206,16 +193,7 @@ mod tests {
     #[test]
     fn issuer_cannot_mint_another_clusters_gateway_identity() {
         let (anchor, issuer) = anchor_and_issuer("west");
-        let signer = load_issuer(&issuer.cert_pem, &issuer.key_pem).unwrap();
-        let forged = issue_gateway_leaf(
-            &signer,
-            NS,
-            "east",
-            "cluster.local",
-            now(),
-            GATEWAY_LEAF_LIFETIME,
-        )
-        .unwrap();
+        let forged = gateway_leaf(&issuer, "east");
         let err = verify_chain(
             &der(&forged.cert_pem),
             &[der(&issuer.cert_pem)],

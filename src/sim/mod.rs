@@ -125,7 +125,7 @@ pub enum SimError {
     WriteKubeconfig {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: Box<crate::identity::store::StoreError>,
     },
 }
 
@@ -301,30 +301,17 @@ fn kubeconfig_for(clusters: &[(&SimCluster, &str)]) -> Kubeconfig {
 
 /// Writes a kubeconfig with mode 0600, atomically (temp file in the same directory + rename).
 pub fn write_kubeconfig(path: &Path, kc: &Kubeconfig) -> Result<(), SimError> {
-    use std::io::Write as _;
     let shown = path.display().to_string();
     let yaml = serde_saphyr::to_string(kc).map_err(|source| SimError::SerializeKubeconfig {
         path: shown.clone(),
         source,
     })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let write_err = |source| SimError::WriteKubeconfig {
-        path: shown.clone(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(write_err)?;
-    }
-    tmp.write_all(yaml.as_bytes()).map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    // Same atomic, 0600, fsynced write as key files: the kubeconfig holds admin tokens.
+    crate::identity::store::write_atomic(path, yaml.as_bytes(), 0o600, true).map_err(|source| {
+        SimError::WriteKubeconfig {
+            path: shown,
+            source: Box::new(source),
+        }
+    })?;
     Ok(())
 }

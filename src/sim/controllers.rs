@@ -324,20 +324,23 @@ fn admit_service(
         .unwrap_or("")
         .to_string();
     let base = u32::from(shared.config.cluster_ip_base);
+    let invalid_cluster_ip = |message: &str| {
+        status::invalid(
+            "",
+            "Service",
+            &name,
+            "FieldValueInvalid",
+            "spec.clusterIPs[0]",
+            message,
+        )
+    };
     let ip = match (old_ip, requested.as_str()) {
         (Some(old), "") => old,
         (Some(old), new) if old == new => old,
         (Some(old), _) => {
-            return Err(status::invalid(
-                "",
-                "Service",
-                &name,
-                "FieldValueInvalid",
-                "spec.clusterIPs[0]",
-                &format!(
-                    "Invalid value: []string{{\"{requested}\"}}: may not change once set (was \"{old}\")"
-                ),
-            ));
+            return Err(invalid_cluster_ip(&format!(
+                "Invalid value: []string{{\"{requested}\"}}: may not change once set (was \"{old}\")"
+            )));
         }
         (None, "None") => "None".to_string(),
         (None, "") => {
@@ -354,35 +357,20 @@ fn admit_service(
         }
         (None, wanted) => {
             let parsed: Ipv4Addr = wanted.parse().map_err(|_| {
-                status::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    "FieldValueInvalid",
-                    "spec.clusterIPs[0]",
-                    &format!("Invalid value: \"{wanted}\": must be a valid IP address"),
-                )
+                invalid_cluster_ip(&format!(
+                    "Invalid value: \"{wanted}\": must be a valid IP address"
+                ))
             })?;
             let offset = u32::from(parsed).wrapping_sub(base);
             if offset >= 65536 {
-                return Err(status::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    "FieldValueInvalid",
-                    "spec.clusterIPs[0]",
-                    &format!("Invalid value: \"{wanted}\": provided IP is not in the valid range"),
-                ));
+                return Err(invalid_cluster_ip(&format!(
+                    "Invalid value: \"{wanted}\": provided IP is not in the valid range"
+                )));
             }
             if !state.cluster_ips.insert(offset) {
-                return Err(status::invalid(
-                    "",
-                    "Service",
-                    &name,
-                    "FieldValueInvalid",
-                    "spec.clusterIPs[0]",
-                    &format!("Invalid value: \"{wanted}\": provided IP is already allocated"),
-                ));
+                return Err(invalid_cluster_ip(&format!(
+                    "Invalid value: \"{wanted}\": provided IP is already allocated"
+                )));
             }
             wanted.to_string()
         }

@@ -129,6 +129,21 @@ pub async fn echoes(port: u16) -> bool {
     echoes_at(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await
 }
 
+/// Waits until the east listener on `port` echoes, then opens one tunnel through it and proves it
+/// carries `greeting` both ways; the tunnel stays open for the caller.
+pub async fn open_tunnel(port: u16, greeting: &[u8]) -> TcpStream {
+    eventually("a first echo", super::LIMIT, || async {
+        echoes(port).await.then_some(())
+    })
+    .await;
+    let mut open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut buf = vec![0u8; greeting.len()];
+    open.write_all(greeting).await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(buf, greeting);
+    open
+}
+
 /// [`echoes`] through a listener on any address.
 pub async fn echoes_at(addr: std::net::SocketAddr) -> bool {
     let payload = b"ping through the gateways";

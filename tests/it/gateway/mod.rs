@@ -568,17 +568,8 @@ async fn unexported_unknown_and_malformed_targets_get_clear_statuses_and_no_dial
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unexport_while_connected_refuses_new_streams_and_keeps_the_open_one() {
     let p = pair().await;
-    eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
-    })
-    .await;
-    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .unwrap();
+    let mut open = open_tunnel(p.port, b"hello").await;
     let mut buf = [0u8; 5];
-    open.write_all(b"hello").await.unwrap();
-    open.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"hello");
     let accepted_before = p.backend.accepted();
 
     p.west
@@ -621,17 +612,9 @@ async fn certificate_rotation_keeps_open_tunnels_and_new_handshakes_use_the_new_
         ..settings()
     };
     let p = pair_with(short.clone(), short).await;
-    eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
-    })
-    .await;
+    let mut open = open_tunnel(p.port, b"one").await;
     let first_leaf = p.west.running.certs.current().cert[0].clone();
-    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .unwrap();
     let mut buf = [0u8; 3];
-    open.write_all(b"one").await.unwrap();
-    open.read_exact(&mut buf).await.unwrap();
 
     eventually("west and east to rotate", LIMIT, || async {
         (p.west.metric("mc_gateway_certificate_rotations_total") >= 1.0
@@ -667,16 +650,8 @@ async fn the_pool_reconnects_and_verifies_again_when_the_peers_certificate_expir
         ..settings()
     };
     let p = pair_with(short_west, settings()).await;
-    eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
-    })
-    .await;
-    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .unwrap();
+    let mut open = open_tunnel(p.port, b"one").await;
     let mut buf = [0u8; 3];
-    open.write_all(b"one").await.unwrap();
-    open.read_exact(&mut buf).await.unwrap();
 
     let connects = "mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}";
     eventually(
@@ -756,16 +731,8 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_waits_for_open_tunnels() {
     let p = pair().await;
-    eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
-    })
-    .await;
-    let mut open = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .unwrap();
+    let mut open = open_tunnel(p.port, b"hello").await;
     let mut buf = [0u8; 5];
-    open.write_all(b"hello").await.unwrap();
-    open.read_exact(&mut buf).await.unwrap();
 
     let harness::Gw { running, .. } = p.east;
     // A drain timeout far beyond the test's patience: finishing means the drain completed.

@@ -9,4 +9,5 @@ pub mod gateway;
 pub mod identity;
 pub mod k8s;
 pub mod render;
+pub mod runtime;
 pub mod sim;

@@ -33,6 +33,9 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    #[command(flatten)]
+    pub client: crate::runtime::ClientArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(args) => identity::run(args),
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
-        Command::Gateway(args) => gateway::run(*args),
+        Command::Gateway(args) => gateway::run(*args, cli.client),
         Command::Sim(args) => sim::run(args),
     }
 }
@@ -119,8 +122,5 @@ pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
 /// Tokio runtime for subcommands that do network I/O.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")
+    crate::runtime::tokio().context("could not start the async runtime")
 }

@@ -68,13 +68,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             names.push("sim".to_string());
         }
         for n in &names {
-            let valid = !n.is_empty()
-                && n.len() <= 63
-                && n.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !n.starts_with('-')
-                && !n.ends_with('-');
-            if !valid {
+            if !crate::k8s::names::is_dns1123_label(n) {
                 bail!(
                     "cluster name {n:?} is not a DNS label; use lowercase letters, digits and '-'"
                 );
@@ -150,26 +144,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             println!("  {}: {}", c.name(), c.admin_token());
         }
     }
-    wait_for_signal().await?;
+    crate::runtime::shutdown_token().cancelled().await;
     for c in clusters {
         c.shutdown().await;
     }
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("could not listen for SIGINT")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("could not listen for Ctrl-C")?;
     Ok(())
 }

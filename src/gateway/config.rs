@@ -2,6 +2,7 @@
 //! which peer gateways they lead to. Pure data and decisions, no I/O; the sources
 //! (`source_static`, `source_kube`) build a [`Tables`] and publish it as one immutable snapshot.
 
+use crate::k8s::names::is_dns1123_label as is_dns_label;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
@@ -122,15 +123,6 @@ pub fn parse_authority<'a>(
         namespace,
         port,
     })
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 impl Tables {

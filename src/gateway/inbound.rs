@@ -39,37 +39,26 @@ pub(crate) async fn serve(
     let handshakes = Arc::new(tokio::sync::Semaphore::new(
         shared.settings.max_pending_handshakes,
     ));
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            a = listener.accept() => a,
+    let stop = shared.stop.clone();
+    crate::runtime::accept_loop(listener, "inbound", stop, move |tcp, remote| {
+        // Peers are pooled and reconnect rarely: a flood of handshakes is not a peer, and
+        // refusing it beats being OOM-killed with every open tunnel.
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            shared.metrics.connection(INBOUND, "handshake_overload");
+            tracing::debug!(%remote, "too many TLS handshakes in flight; closing");
+            drop(tcp);
+            return;
         };
-        match accepted {
-            Ok((tcp, remote)) => {
-                // Peers are pooled and reconnect rarely: a flood of handshakes is not a peer, and
-                // refusing it beats being OOM-killed with every open tunnel.
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    shared.metrics.connection(INBOUND, "handshake_overload");
-                    tracing::debug!(%remote, "too many TLS handshakes in flight; closing");
-                    drop(tcp);
-                    continue;
-                };
-                tokio::spawn(connection(
-                    permit,
-                    tcp,
-                    remote,
-                    acceptor.clone(),
-                    h2.clone(),
-                    shared.clone(),
-                ));
-            }
-            Err(e) => {
-                // Usually EMFILE: back off a little instead of spinning.
-                tracing::warn!(error = %e, "inbound accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+        tokio::spawn(connection(
+            permit,
+            tcp,
+            remote,
+            acceptor.clone(),
+            h2.clone(),
+            shared.clone(),
+        ));
+    })
+    .await;
     tracing::info!("inbound listener stopped");
 }
 

@@ -12,11 +12,10 @@
 //! ```
 //!
 //! Layers, inside out: `config` (routing tables, pure), `identity` (minting, pure), `tls`
-//! (rustls configs), `tunnel` (byte splicing); the I/O modules `inbound`, `outbound`, `admin`
-//! serve sockets; `source_static` and `source_kube` produce the tables. Tables are published as
+//! (rustls configs), `tunnel` (byte splicing); the I/O modules `inbound` and `outbound` serve
+//! sockets through the shared runtime's accept loop, which also provides the admin server; `source_static` and `source_kube` produce the tables. Tables are published as
 //! immutable `Arc<Tables>` snapshots through a `tokio::sync::watch`, read once per stream.
 
-pub mod admin;
 pub mod config;
 pub mod identity;
 pub mod inbound;
@@ -38,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::Tables;
 pub use identity::{GatewayName, IssuerMaterial};
 pub use metrics::Metrics;
+
+use crate::runtime::admin::{AdminServer, Gate, Readiness};
+use crate::runtime::backoff::Backoff;
 
 /// HTTP/2 flow-control windows: large enough that one stream can fill a fast link, while the
 /// connection window bounds what a peer can make us buffer across all its streams.
@@ -69,18 +71,41 @@ pub struct Settings {
     pub max_pending_handshakes: usize,
 }
 
+/// Defaults of `mc gateway`'s flags and of [`Settings::default`]: the one place they are
+/// written (clap shows them in `--help`; a unit test checks that they parse).
+pub mod defaults {
+    pub const INBOUND_ADDR: &str = "0.0.0.0:4143";
+    pub const ADMIN_ADDR: &str = "0.0.0.0:4191";
+    pub const OUTBOUND_IP: &str = "0.0.0.0";
+    pub const CLUSTER_DOMAIN: &str = "cluster.local";
+    pub const CERT_LIFETIME: &str = "24h";
+    pub const HANDSHAKE_TIMEOUT: &str = "10s";
+    pub const IDLE_TIMEOUT: &str = "1h";
+    pub const DRAIN_TIMEOUT: &str = "30s";
+    pub const MAX_STREAMS_PER_PEER: u32 = 4096;
+    pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+}
+
 impl Default for Settings {
     fn default() -> Self {
+        let duration = |s: &str| humantime::parse_duration(s).unwrap_or(Duration::from_secs(10));
         Self {
-            inbound_addr: SocketAddr::from(([0, 0, 0, 0], crate::k8s::GATEWAY_PORT)),
-            admin_addr: SocketAddr::from(([0, 0, 0, 0], crate::k8s::GATEWAY_PROBE_PORT)),
-            outbound_ip: IpAddr::from([0, 0, 0, 0]),
-            cluster_domain: "cluster.local".into(),
-            cert_lifetime: Duration::from_secs(24 * 3600),
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(3600),
-            max_streams_per_peer: 4096,
-            max_pending_handshakes: 1024,
+            inbound_addr: defaults::INBOUND_ADDR
+                .parse()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], crate::k8s::GATEWAY_PORT))),
+            admin_addr: defaults::ADMIN_ADDR.parse().unwrap_or(SocketAddr::from((
+                [0, 0, 0, 0],
+                crate::k8s::GATEWAY_PROBE_PORT,
+            ))),
+            outbound_ip: defaults::OUTBOUND_IP
+                .parse()
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            cluster_domain: defaults::CLUSTER_DOMAIN.into(),
+            cert_lifetime: duration(defaults::CERT_LIFETIME),
+            handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
+            idle_timeout: duration(defaults::IDLE_TIMEOUT),
+            max_streams_per_peer: defaults::MAX_STREAMS_PER_PEER,
+            max_pending_handshakes: defaults::MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -88,7 +113,28 @@ impl Default for Settings {
 /// Fetches the issuer material; called at start and before every rotation, so that a rotated
 /// issuer is picked up without a restart.
 pub type MaterialSource =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<IssuerMaterial, String>> + Send + Sync>;
+    Arc<dyn Fn() -> BoxFuture<'static, Result<IssuerMaterial, MaterialError>> + Send + Sync>;
+
+/// Why the issuer material could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    #[error("cannot read {object}")]
+    Read {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object} has no PEM key {key}; re-run `mc install`")]
+    MissingKey { object: String, key: &'static str },
+    #[error(transparent)]
+    Config(#[from] crate::k8s::McConfigError),
+    #[error("cannot read {path}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Where the routing tables come from: a snapshot channel and whether the source is synced.
 pub struct TableFeed {
@@ -105,8 +151,8 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read the issuer material: {0}")]
-    Material(String),
+    #[error("cannot read the issuer material")]
+    Material(#[source] MaterialError),
     #[error("cannot mint the gateway certificate")]
     Mint(#[source] identity::IdentityError),
     #[error("the trust anchors are unusable")]
@@ -180,18 +226,24 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let hard = CancellationToken::new();
-    let (identity_ready_tx, identity_ready) = watch::channel(false);
 
-    let admin_listener = bind(settings.admin_addr, "admin").await?;
-    let admin_addr = local_addr(&admin_listener, settings.admin_addr, "admin")?;
-    tokio::spawn(admin::serve(
-        admin_listener,
-        settings.handshake_timeout,
-        metrics.clone(),
-        identity_ready,
-        feed.synced.clone(),
+    let readiness = Readiness::new();
+    let identity_ready = readiness.gate("identity (waiting for the issuer material)");
+    let tables_ready = readiness.gate("routing tables (waiting for the first list of the watches)");
+    follow_gate(feed.synced.clone(), tables_ready);
+    let encoder_metrics = metrics.clone();
+    let admin = AdminServer::start(
+        settings.admin_addr,
+        readiness,
+        Arc::new(move || encoder_metrics.encode()),
         hard.clone(),
-    ));
+    )
+    .map_err(|source| GatewayError::Bind {
+        addr: settings.admin_addr,
+        what: "admin",
+        source,
+    })?;
+    let admin_addr = admin.addr;
 
     let first = first_material(&material, &hard).await?;
     let roots = Arc::new(identity::root_store(&first.anchors_pem).map_err(GatewayError::Anchors)?);
@@ -208,7 +260,7 @@ pub async fn start(
     let server_tls = tls::server_config(roots.clone(), certs.clone(), &name.namespace)
         .map_err(GatewayError::Tls)?;
     let client_tls = tls::client_config(roots, certs.clone()).map_err(GatewayError::Tls)?;
-    let _ = identity_ready_tx.send(true);
+    identity_ready.open();
 
     let inbound_listener = bind(settings.inbound_addr, "inbound").await?;
     let inbound_addr = local_addr(&inbound_listener, settings.inbound_addr, "inbound")?;
@@ -249,25 +301,19 @@ async fn bind(
     addr: SocketAddr,
     what: &'static str,
 ) -> Result<tokio::net::TcpListener, GatewayError> {
-    listen(addr).map_err(|source| GatewayError::Bind { addr, what, source })
+    crate::runtime::listen(addr).map_err(|source| GatewayError::Bind { addr, what, source })
 }
 
-/// Accept-queue length asked of the kernel (capped by `net.core.somaxconn`). The default of 128
-/// overflows when hundreds of clients connect at once, and an overflowed queue turns into
-/// retransmits and resets instead of connections.
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds a listener with `SO_REUSEADDR` (restart on the same port while old connections linger
-/// in TIME_WAIT) and a deep accept queue.
-pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+/// Keeps a readiness gate in step with a `synced` flag.
+fn follow_gate(mut synced: watch::Receiver<bool>, gate: Gate) {
+    tokio::spawn(async move {
+        loop {
+            gate.set(*synced.borrow_and_update());
+            if synced.changed().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 fn local_addr(
@@ -283,17 +329,17 @@ async fn first_material(
     material: &MaterialSource,
     hard: &CancellationToken,
 ) -> Result<IssuerMaterial, GatewayError> {
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         match material().await {
             Ok(m) => return Ok(m),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the issuer material");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %anyhow_chain(&e), retry_in = ?delay, "waiting for the issuer material");
                 tokio::select! {
                     _ = hard.cancelled() => return Err(GatewayError::Material(e)),
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -323,7 +369,7 @@ async fn rotate(
                 SystemTime::now(),
             )
             .map_err(|e| anyhow_chain(&e)),
-            Err(e) => Err(e),
+            Err(e) => Err(anyhow_chain(&e)),
         };
         match minted {
             Ok(leaf) => {
@@ -364,4 +410,28 @@ fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_parses_as_written() {
+        for addr in [defaults::INBOUND_ADDR, defaults::ADMIN_ADDR] {
+            addr.parse::<SocketAddr>().unwrap();
+        }
+        defaults::OUTBOUND_IP.parse::<IpAddr>().unwrap();
+        for d in [
+            defaults::CERT_LIFETIME,
+            defaults::HANDSHAKE_TIMEOUT,
+            defaults::IDLE_TIMEOUT,
+            defaults::DRAIN_TIMEOUT,
+        ] {
+            humantime::parse_duration(d).unwrap();
+        }
+        let s = Settings::default();
+        assert_eq!(s.inbound_addr.port(), crate::k8s::GATEWAY_PORT);
+        assert_eq!(s.cert_lifetime, Duration::from_secs(24 * 3600));
+    }
 }

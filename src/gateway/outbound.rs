@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::config::Peer;
 use super::metrics::{OUTBOUND, PeerResult, Side};
+use crate::runtime::backoff::Backoff;
 
 /// How long an accepted client waits for its peer's connection to become ready.
 const PEER_WAIT: Duration = Duration::from_secs(5);
@@ -218,7 +219,7 @@ async fn maintain(
     cancel: CancellationToken,
 ) {
     let metrics = &shared.metrics;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         state.send_replace(PoolState::Connecting);
         metrics.set_pool_state(&name, owner, "connecting");
@@ -265,13 +266,13 @@ async fn maintain(
                     r = &mut conn_task => r.ok().flatten(),
                     _ = expired => {
                         tracing::info!(peer = %name, address = %peer.address, "the peer gateway's certificate expired; reconnecting");
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                         continue;
                     }
                 };
                 tracing::info!(peer = %name, error = ?ended, "connection to peer gateway closed; reconnecting");
                 if since.elapsed() >= HEALTHY_AFTER {
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     continue;
                 }
                 ended.unwrap_or_else(|| "closed right after connecting".into())
@@ -285,17 +286,17 @@ async fn maintain(
                     })
                     .inc();
                 let msg = super::anyhow_chain(&e);
-                tracing::warn!(peer = %name, error = %msg, retry_in = ?backoff, "cannot connect to peer gateway");
+                tracing::warn!(peer = %name, error = %msg, "cannot connect to peer gateway");
                 msg
             }
         };
+        let delay = backoff.next_delay();
         state.send_replace(PoolState::Backoff(failure.into()));
         metrics.set_pool_state(&name, owner, "backoff");
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     state.send_replace(PoolState::Closed);
     // A removed peer must not look `connecting`/`ready` forever on dashboards.
@@ -439,7 +440,7 @@ pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
                 continue;
             }
             let addr = SocketAddr::new(shared.settings.outbound_ip, port);
-            match super::listen(addr) {
+            match crate::runtime::listen(addr) {
                 Ok(l) => {
                     tracing::info!(%addr, "outbound listener open");
                     let token = shared.stop.child_token();
@@ -489,21 +490,10 @@ async fn listen(
     pools: watch::Receiver<Pools>,
     token: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = token.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((tcp, _)) => {
-                tokio::spawn(client(tcp, port, shared.clone(), pools.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(port, error = %e, "outbound accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    crate::runtime::accept_loop(listener, "outbound", token, move |tcp, _| {
+        tokio::spawn(client(tcp, port, shared.clone(), pools.clone()));
+    })
+    .await;
 }
 
 async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Receiver<Pools>) {

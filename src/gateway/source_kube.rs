@@ -10,10 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -21,16 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{Listener, Peer, ServiceEntry, Tables, remote_authority};
 use super::identity::{GatewayName, IssuerMaterial};
-use super::{MaterialSource, TableFeed};
+use super::{MaterialError, MaterialSource, TableFeed};
+use crate::k8s::config::{ISSUER_KEY_CERT, ISSUER_KEY_KEY};
 use crate::k8s::{
-    ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ISSUER_SECRET, LABEL_EXPORTED,
-    LABEL_MIRROR_OF, Link,
+    ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ConfigMap, ISSUER_SECRET,
+    LABEL_EXPORTED, LABEL_MIRROR_OF, Link, McConfig, McConfigError, Secret, Service,
 };
-
-/// ConfigMap keys.
-pub const KEY_CLUSTER_NAME: &str = "clusterName";
-pub const KEY_TRUST_DOMAIN: &str = "trustDomain";
-pub const KEY_CA_BUNDLE: &str = "ca-bundle.crt";
+use crate::runtime::watch::{Index, drive};
 
 /// What the gateway keeps of one Service.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,18 +225,12 @@ pub enum KubeSourceError {
         #[source]
         source: kube::Error,
     },
-    #[error("ConfigMap {namespace}/{CONFIG_MAP} has no key {key}; re-run `mc install`")]
-    MissingKey {
-        namespace: String,
-        key: &'static str,
-    },
+    #[error(transparent)]
+    Config(#[from] McConfigError),
 }
 
-/// Reads who this gateway is from `mc-config`.
-pub async fn gateway_name(
-    client: &Client,
-    namespace: &str,
-) -> Result<GatewayName, KubeSourceError> {
+/// Reads `mc-config`.
+pub async fn read_config(client: &Client, namespace: &str) -> Result<McConfig, KubeSourceError> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get(CONFIG_MAP)
         .await
@@ -248,20 +238,18 @@ pub async fn gateway_name(
             namespace: namespace.to_owned(),
             source,
         })?;
-    let get = |key: &'static str| {
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| KubeSourceError::MissingKey {
-                namespace: namespace.to_owned(),
-                key,
-            })
-    };
+    Ok(McConfig::from_config_map(&cm, namespace)?)
+}
+
+/// Reads who this gateway is from `mc-config`.
+pub async fn gateway_name(
+    client: &Client,
+    namespace: &str,
+) -> Result<GatewayName, KubeSourceError> {
+    let config = read_config(client, namespace).await?;
     Ok(GatewayName {
-        cluster: get(KEY_CLUSTER_NAME)?,
-        trust_domain: get(KEY_TRUST_DOMAIN).unwrap_or_else(|_| "cluster.local".into()),
+        cluster: config.cluster_name,
+        trust_domain: config.trust_domain,
         namespace: namespace.to_owned(),
     })
 }
@@ -275,147 +263,126 @@ pub fn material(client: Client, namespace: String) -> MaterialSource {
             let cm = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
                 .get(CONFIG_MAP)
                 .await
-                .map_err(|e| format!("cannot read ConfigMap {namespace}/{CONFIG_MAP}: {e}"))?;
-            let anchors_pem = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(KEY_CA_BUNDLE))
-                .cloned()
-                .ok_or_else(|| {
-                    format!("ConfigMap {namespace}/{CONFIG_MAP} has no key {KEY_CA_BUNDLE}")
+                .map_err(|source| MaterialError::Read {
+                    object: format!("ConfigMap {namespace}/{CONFIG_MAP}"),
+                    source,
                 })?;
+            let config = McConfig::from_config_map(&cm, &namespace)?;
+            let object = format!("Secret {namespace}/{ISSUER_SECRET}");
             let secret = Api::<Secret>::namespaced(client, &namespace)
                 .get(ISSUER_SECRET)
                 .await
-                .map_err(|e| format!("cannot read Secret {namespace}/{ISSUER_SECRET}: {e}"))?;
-            let field = |key: &str| {
+                .map_err(|source| MaterialError::Read {
+                    object: object.clone(),
+                    source,
+                })?;
+            let field = |key: &'static str| {
                 secret
                     .data
                     .as_ref()
                     .and_then(|d| d.get(key))
                     .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                    .ok_or_else(|| {
-                        format!("Secret {namespace}/{ISSUER_SECRET} has no PEM key {key}")
+                    .ok_or_else(|| MaterialError::MissingKey {
+                        object: object.clone(),
+                        key,
                     })
             };
             Ok(IssuerMaterial {
-                anchors_pem,
-                issuer_cert_pem: field("tls.crt")?,
-                issuer_key_pem: field("tls.key")?,
+                anchors_pem: config.ca_bundle,
+                issuer_cert_pem: field(ISSUER_KEY_CERT)?,
+                issuer_key_pem: field(ISSUER_KEY_KEY)?,
             })
         })
     })
 }
 
-enum Change {
-    Service(watcher::Event<Service>),
-    Link(watcher::Event<Link>),
+impl Index<Service> for KubeIndex {
+    fn apply(&mut self, s: Service) {
+        self.apply_service(
+            &s.namespace().unwrap_or_default(),
+            &s.name_any(),
+            record_of(&s),
+        );
+    }
+    fn delete(&mut self, s: Service) {
+        self.delete_service(&s.namespace().unwrap_or_default(), &s.name_any());
+    }
+    fn reset(&mut self, all: Vec<Service>) {
+        self.relist_services(
+            all.iter()
+                .map(|s| {
+                    (
+                        (s.namespace().unwrap_or_default(), s.name_any()),
+                        record_of(s),
+                    )
+                })
+                .collect(),
+        );
+    }
+}
+
+impl Index<Link> for KubeIndex {
+    fn apply(&mut self, l: Link) {
+        self.apply_link(&l.name_any(), link_record(&l));
+    }
+    fn delete(&mut self, l: Link) {
+        self.delete_link(&l.name_any());
+    }
+    fn reset(&mut self, all: Vec<Link>) {
+        self.relist_links(all.iter().map(|l| (l.name_any(), link_record(l))).collect());
+    }
 }
 
 /// Starts the watches; the feed is `synced` once both have listed everything once.
 pub fn spawn(client: Client, namespace: &str, stop: CancellationToken) -> TableFeed {
     let (tables_tx, tables) = watch::channel(Arc::new(Tables::default()));
     let (synced_tx, synced) = watch::channel(false);
+    let index = Arc::new(Mutex::new(KubeIndex::default()));
+    let tables_tx = Arc::new(tables_tx);
+    let synced_tx = Arc::new(synced_tx);
+    // Bit 0: Services listed once; bit 1: Links listed once.
+    let listed = Arc::new(AtomicU8::new(0));
+    let publish = move |bit: u8| {
+        let tables_tx = tables_tx.clone();
+        let synced_tx = synced_tx.clone();
+        let listed = listed.clone();
+        move |index: &KubeIndex, synced: bool| {
+            let next = Arc::new(index.tables());
+            tables_tx.send_if_modified(|cur| {
+                if **cur == *next {
+                    false
+                } else {
+                    *cur = next;
+                    true
+                }
+            });
+            if synced
+                && listed.fetch_or(bit, Ordering::SeqCst) | bit == 0b11
+                && !*synced_tx.borrow()
+            {
+                tracing::info!("routing tables synced from the Kubernetes API");
+                let _ = synced_tx.send(true);
+            }
+        }
+    };
     let services = watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
-    .map(|e| e.map(Change::Service));
+    .default_backoff();
     let links = watcher(
         Api::<Link>::namespaced(client, namespace),
         watcher::Config::default(),
     )
-    .default_backoff()
-    .map(|e| e.map(Change::Link));
-    let mut events = futures::stream::select(services.boxed(), links.boxed());
-    tokio::spawn(async move {
-        let mut index = KubeIndex::default();
-        let mut svc_buf: Vec<((String, String), SvcRecord)> = Vec::new();
-        let mut link_buf: Vec<(String, LinkRecord)> = Vec::new();
-        let (mut svc_synced, mut link_synced) = (false, false);
-        loop {
-            let ev = tokio::select! {
-                _ = stop.cancelled() => break,
-                ev = events.next() => ev,
-            };
-            let Some(ev) = ev else { break };
-            let changed = match ev {
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch error; retrying with backoff");
-                    false
-                }
-                Ok(Change::Service(ev)) => match ev {
-                    watcher::Event::Apply(s) => {
-                        index.apply_service(
-                            &s.namespace().unwrap_or_default(),
-                            &s.name_any(),
-                            record_of(&s),
-                        );
-                        true
-                    }
-                    watcher::Event::Delete(s) => {
-                        index.delete_service(&s.namespace().unwrap_or_default(), &s.name_any());
-                        true
-                    }
-                    watcher::Event::Init => {
-                        svc_buf.clear();
-                        false
-                    }
-                    watcher::Event::InitApply(s) => {
-                        svc_buf.push((
-                            (s.namespace().unwrap_or_default(), s.name_any()),
-                            record_of(&s),
-                        ));
-                        false
-                    }
-                    watcher::Event::InitDone => {
-                        index.relist_services(std::mem::take(&mut svc_buf));
-                        svc_synced = true;
-                        true
-                    }
-                },
-                Ok(Change::Link(ev)) => match ev {
-                    watcher::Event::Apply(l) => {
-                        index.apply_link(&l.name_any(), link_record(&l));
-                        true
-                    }
-                    watcher::Event::Delete(l) => {
-                        index.delete_link(&l.name_any());
-                        true
-                    }
-                    watcher::Event::Init => {
-                        link_buf.clear();
-                        false
-                    }
-                    watcher::Event::InitApply(l) => {
-                        link_buf.push((l.name_any(), link_record(&l)));
-                        false
-                    }
-                    watcher::Event::InitDone => {
-                        index.relist_links(std::mem::take(&mut link_buf));
-                        link_synced = true;
-                        true
-                    }
-                },
-            };
-            if changed {
-                let next = Arc::new(index.tables());
-                tables_tx.send_if_modified(|cur| {
-                    if **cur == *next {
-                        false
-                    } else {
-                        *cur = next;
-                        true
-                    }
-                });
-                if svc_synced && link_synced && !*synced_tx.borrow() {
-                    tracing::info!("routing tables synced from the Kubernetes API");
-                    let _ = synced_tx.send(true);
-                }
-            }
-        }
-    });
+    .default_backoff();
+    tokio::spawn(drive(
+        "services",
+        services,
+        index.clone(),
+        stop.clone(),
+        publish(0b01),
+    ));
+    tokio::spawn(drive("links", links, index, stop, publish(0b10)));
     TableFeed { tables, synced }
 }
 

@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::MaterialSource;
 use super::config::{Listener, Peer, ServiceEntry, Tables};
 use super::identity::{GatewayName, IssuerMaterial};
+use super::{MaterialError, MaterialSource};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -206,8 +206,10 @@ impl StaticConfig {
             let files = files.clone();
             Box::pin(async move {
                 let read = |p: &PathBuf| {
-                    std::fs::read_to_string(p)
-                        .map_err(|e| format!("cannot read {}: {e}", p.display()))
+                    std::fs::read_to_string(p).map_err(|source| MaterialError::File {
+                        path: p.display().to_string(),
+                        source,
+                    })
                 };
                 Ok(IssuerMaterial {
                     anchors_pem: read(&files.0)?,

@@ -1,10 +1,10 @@
 //! Names inside certificates: cluster names, trust domains and the gateway identity built from them.
 
 use super::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT};
+use crate::k8s::names::is_dns1123_label as is_dns_label;
 
 /// Longest DNS name a certificate SAN may carry (RFC 1035).
 const MAX_DNS_NAME: usize = 253;
-const MAX_LABEL: usize = 63;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
@@ -60,17 +60,6 @@ pub fn anchor_spiffe_id(trust_domain: &str) -> String {
     format!("spiffe://{trust_domain}")
 }
 
-fn is_dns_label(label: &str) -> bool {
-    let bytes = label.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_LABEL
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-')
-}
-
 /// Cluster names are DNS-1123 labels: they appear in object names, DNS names and SPIFFE IDs.
 pub fn validate_cluster_name(name: &str) -> Result<(), NameError> {
     if is_dns_label(name) {
@@ -83,7 +72,7 @@ pub fn validate_cluster_name(name: &str) -> Result<(), NameError> {
 /// Trust domains are DNS names (RFC 1123 subdomains), which also makes them valid SPIFFE trust
 /// domains; the gateway DNS name built from them must still fit in 253 characters.
 pub fn validate_trust_domain(trust_domain: &str) -> Result<(), NameError> {
-    if trust_domain.len() > MAX_DNS_NAME || !trust_domain.split('.').all(is_dns_label) {
+    if !crate::k8s::names::is_dns1123_subdomain(trust_domain) {
         return Err(NameError::TrustDomain(trust_domain.to_owned()));
     }
     Ok(())

@@ -1,8 +1,24 @@
-//! Facade for the Kubernetes names mc uses: the one place for label, annotation and object names.
+//! Facade for Kubernetes: the types mc uses, label, annotation and object names, the typed
+//! `mc-config`, the `Link` CRD (the Rust type is the source of the rendered YAML) and the one
+//! DNS-1123 validator. No I/O.
 
+pub mod config;
 pub mod link;
+pub mod names;
 
+pub use config::{McConfig, McConfigError};
 pub use link::{Link, LinkSpec, LinkStatus};
+
+// The Kubernetes types mc uses, from one place.
+pub use k8s_openapi::api::coordination::v1::Lease;
+pub use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+};
+pub use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
+};
+pub use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+pub use kube::api::ObjectMeta;
 
 /// API group of mc's own resources.
 pub const GROUP: &str = "mc.dev";

@@ -228,6 +228,7 @@ fn context(input: &InstallInput) -> Result<Value, RenderError> {
             "gateway": pod(&gateway_labels, k8s::GATEWAY_PROBE_PORT),
             "mirror": pod(&mirror_labels, k8s::MIRROR_ADMIN_PORT),
         },
+        "keys": k8s::McConfig::template_keys(),
         "names": {
             "gateway": k8s::GATEWAY_NAME,
             "mirror": k8s::MIRROR_NAME,

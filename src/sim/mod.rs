@@ -133,7 +133,7 @@ pub enum SimError {
 pub struct SimCluster {
     inner: Arc<server::Shared>,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -147,13 +147,13 @@ impl SimCluster {
             source,
         })?;
         inner.set_addr(addr);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server::serve(inner.clone(), listener, stopped));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(server::serve(inner.clone(), listener, stop.clone()));
         tracing::info!(cluster = %inner.config.name, %addr, "simulated cluster listening");
         Ok(SimCluster {
             inner,
             addr,
-            stop: Some(stop),
+            stop,
             task: Some(task),
         })
     }
@@ -236,9 +236,7 @@ impl SimCluster {
     }
 
     async fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         self.inner.faults.drop_all_connections();
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -248,9 +246,7 @@ impl SimCluster {
 
 impl Drop for SimCluster {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         self.inner.faults.drop_all_connections();
         if let Some(task) = self.task.take() {
             task.abort();

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::auth;
 use super::faults::Faults;
@@ -47,13 +48,11 @@ pub struct Shared {
 
 impl Shared {
     pub async fn new(config: SimConfig) -> Result<(Arc<Shared>, TcpListener), SimError> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| SimError::Bind {
-                name: config.name.clone(),
-                addr: config.addr,
-                source,
-            })?;
+        let listener = crate::runtime::listen(config.addr).map_err(|source| SimError::Bind {
+            name: config.name.clone(),
+            addr: config.addr,
+            source,
+        })?;
         let pki =
             pki::generate(&config.name, &[config.addr.ip()]).map_err(|source| SimError::Pki {
                 name: config.name.clone(),
@@ -118,30 +117,17 @@ impl Shared {
 
 /// Accepts connections until `stop` fires. Each connection is closed at once when the faults
 /// ask for all connections to drop.
-pub async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.pki.server_config.clone());
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(err) => {
-                    tracing::debug!(%err, "accept failed");
-                    continue;
-                }
-            },
-        };
+    let accept_shared = shared.clone();
+    crate::runtime::accept_loop(listener, "sim", stop, move |tcp, peer| {
+        let shared = accept_shared.clone();
         if shared.faults.is_unreachable() {
             // Closing without a TLS handshake looks like a dead server to the client.
             drop(tcp);
-            continue;
+            return;
         }
         let _ = tcp.set_nodelay(true);
-        let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let mut kill = shared.faults.connection_killer();
@@ -171,7 +157,8 @@ pub async fn serve(
                 _ = kill.changed() => {}
             }
         });
-    }
+    })
+    .await;
 }
 
 /// The parsed target of a request under `/api` or `/apis`.

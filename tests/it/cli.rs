@@ -54,3 +54,42 @@ fn every_runnable_subcommand_has_examples_in_its_help() {
         );
     }
 }
+
+/// `--kubeconfig`/`--context` are global: kubectl users put them before or after the
+/// subcommand. Both reach the cluster of that context (a sim without mc installed, so the
+/// gateway stops at reading mc-config, which names the namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_flags_work_before_and_after_the_subcommand() {
+    let west = crate::sim::start_sim("west").await;
+    let kc = west.kubeconfig.to_str().unwrap().to_owned();
+    let runs = [
+        vec!["--kubeconfig", &kc, "--context", "west", "gateway"],
+        vec!["gateway", "--kubeconfig", &kc, "--context", "west"],
+    ];
+    for args in runs {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+            .args(&args)
+            .args([
+                "--inbound-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot read ConfigMap mc-system/mc-config"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = mc()
+        .args(["--kubeconfig", &kc, "--context", "nowhere", "gateway"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("context \"nowhere\""), "{err}");
+}

@@ -69,7 +69,7 @@ pub async fn echo() -> Echo {
 
 /// An echo server on a given address (e.g. a simulated Service's ClusterIP and port).
 pub async fn echo_at(addr: SocketAddr) -> Echo {
-    let l = mc::gateway::listen(addr).unwrap();
+    let l = mc::runtime::listen(addr).unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();

@@ -253,7 +253,7 @@ async fn connect_with_kind(
 async fn forwarder(
     target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
 ) -> std::net::SocketAddr {
-    let l = mc::gateway::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = mc::runtime::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut down, _)) = l.accept().await {
@@ -408,7 +408,7 @@ async fn a_link_that_names_no_gateway_is_never_dialled() {
             .with_cert_resolver(mc::gateway::tls::CertStore::new(leaf));
     server.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
-    let impostor = mc::gateway::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let impostor = mc::runtime::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let impostor_addr = impostor.local_addr().unwrap();
     let dialled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = dialled.clone();

@@ -45,3 +45,25 @@ pub const MIRROR_ADMIN_PORT: u16 = 9990;
 pub const LABEL_CLUSTER: &str = "mc.dev/cluster";
 /// Lease the mirror controller's replicas elect a leader with (RBAC names it).
 pub const MIRROR_LEASE: &str = "mc-mirror";
+
+/// Finalizer the mirror controller puts on each Link: deleting a Link first removes its mirrors.
+pub const LINK_FINALIZER: &str = "mc.dev/mirrors";
+/// Type and key of the Secret (in the source) holding a link's kubeconfig for the target.
+pub const LINK_SECRET_TYPE: &str = "mc.dev/remote-kubeconfig";
+pub const LINK_SECRET_KEY: &str = "kubeconfig";
+/// `managed-by` value on the EndpointSlices of mirrors (label `endpointslice.kubernetes.io/managed-by`).
+pub const LABEL_SLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+pub const SLICE_MANAGER: &str = "mc.dev/mirror";
+/// Label `kubernetes.io/service-name` of an EndpointSlice: the Service it belongs to.
+pub const LABEL_SLICE_SERVICE: &str = "kubernetes.io/service-name";
+
+/// `Secret mc-link-<target>` in the source: the link's credentials.
+pub fn link_secret_name(target: &str) -> String {
+    format!("mc-link-{target}")
+}
+
+/// `ServiceAccount mc-remote-access-<source>` in the target, one per source cluster, so that
+/// each source's access can be revoked alone. Its bindings carry the same name.
+pub fn remote_access_account(source: &str) -> String {
+    format!("{REMOTE_ACCESS_ROLE}-{source}")
+}

@@ -1,0 +1,3 @@
+//! `mc mirror`: the service-mirror controller.
+pub mod names;
+pub mod plan;

@@ -6,6 +6,7 @@ mod completions;
 mod gateway;
 mod identity;
 mod install;
+mod mirror;
 pub mod output;
 mod sim;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Uninstall(install::UninstallArgs),
     /// Run the cross-cluster mTLS gateway.
     Gateway(Box<gateway::GatewayArgs>),
+    /// Run the service-mirror controller (mirrors the exported Services of linked clusters).
+    Mirror(mirror::MirrorArgs),
     /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
     Sim(sim::SimArgs),
 }
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
         Command::Gateway(args) => gateway::run(*args, cli.client),
+        Command::Mirror(args) => mirror::run(args, cli.client),
         Command::Sim(args) => sim::run(args),
     }
 }

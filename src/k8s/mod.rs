@@ -52,8 +52,10 @@ pub const LINK_FINALIZER: &str = "mc.dev/mirrors";
 pub const LINK_SECRET_TYPE: &str = "mc.dev/remote-kubeconfig";
 pub const LINK_SECRET_KEY: &str = "kubeconfig";
 /// `managed-by` value on the EndpointSlices of mirrors (label `endpointslice.kubernetes.io/managed-by`).
+/// A label value cannot contain '/', so it is written the way Kubernetes' own controller names
+/// itself (`endpointslice-controller.k8s.io`).
 pub const LABEL_SLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
-pub const SLICE_MANAGER: &str = "mc.dev/mirror";
+pub const SLICE_MANAGER: &str = "mirror.mc.dev";
 /// Label `kubernetes.io/service-name` of an EndpointSlice: the Service it belongs to.
 pub const LABEL_SLICE_SERVICE: &str = "kubernetes.io/service-name";
 

@@ -186,8 +186,8 @@ impl Ports {
         while self.next <= u32::from(self.range.1) {
             let p = self.next as u16;
             self.next += 1;
-            if !self.owner.contains_key(&p) {
-                self.owner.insert(p, key.clone());
+            if let std::collections::btree_map::Entry::Vacant(free) = self.owner.entry(p) {
+                free.insert(key.clone());
                 return Some(p);
             }
         }

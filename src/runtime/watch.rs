@@ -106,7 +106,9 @@ pub async fn drive<K, S, I, F>(
         let Some(next) = next else { break };
         match next {
             Ok(event) => {
-                if failing {
+                // The watcher announces each re-list attempt with `Init`; only what follows
+                // it proves the API answers.
+                if failing && !matches!(event, watcher::Event::Init) {
                     tracing::info!(watch = what, "watch recovered");
                     failing = false;
                 }

@@ -5,4 +5,6 @@ mod cli;
 mod gateway;
 mod identity;
 mod install;
+mod mirror;
 mod sim;
+mod support;

@@ -100,6 +100,18 @@ impl Sim {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs kubectl with `stdin` and asserts success; returns stdout.
+    pub async fn kubectl_ok_stdin(&self, args: &[&str], stdin: String) -> String {
+        let out = self.kubectl_stdin(args, Some(stdin)).await;
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, content).expect("file written");

@@ -1,0 +1,216 @@
+//! Shared test support: one `eventually`, clusters with mc installed from one trust anchor, and
+//! links written the way `mc link` writes them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, PostParams};
+use mc::k8s::{
+    ClusterRoleBinding, Link, LinkSpec, RoleBinding, RoleRef, Secret, ServiceAccount, Subject,
+};
+use mc::sim::SimConfig;
+use time::OffsetDateTime;
+
+use crate::sim::{Sim, start_sim_with};
+
+/// The crypto provider, and logs on stderr when `MC_LOG` is set (`MC_LOG=mc=debug` shows
+/// the components' logs in a failing test).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("MC_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, failing the test with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A trust anchor shared by every cluster of a test.
+pub struct Trust {
+    pub anchor: mc::identity::pki::CertKeyPem,
+}
+
+impl Trust {
+    pub fn new() -> Trust {
+        let now = OffsetDateTime::now_utc();
+        Trust {
+            anchor: mc::identity::pki::new_anchor(
+                "cluster.local",
+                now - time::Duration::minutes(1),
+                now + time::Duration::days(30),
+            )
+            .unwrap(),
+        }
+    }
+
+    /// The YAML `mc install --cluster-name NAME` prints for this anchor.
+    pub fn install_yaml(&self, cluster: &str, sets: &[(&str, &str)]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let signer =
+            mc::identity::pki::load_issuer(&self.anchor.cert_pem, &self.anchor.key_pem).unwrap();
+        let issuer = mc::identity::pki::new_issuer(
+            &signer,
+            cluster,
+            "cluster.local",
+            now - time::Duration::minutes(1),
+            now + time::Duration::days(10),
+        )
+        .unwrap();
+        let sets: Vec<(String, String)> = sets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        mc::render::render_install(&mc::render::InstallInput {
+            cluster_name: cluster.into(),
+            namespace: "mc-system".into(),
+            trust_domain: "cluster.local".into(),
+            anchor_pem: self.anchor.cert_pem.clone(),
+            issuer_cert_pem: issuer.cert_pem,
+            issuer_key_pem: issuer.key_pem,
+            values: mc::render::values::resolve(&[], &sets).unwrap(),
+        })
+        .unwrap()
+    }
+}
+
+/// A simulated cluster named `name` (ClusterIPs from 127.(20+index).0.0/16, so that clusters
+/// of one test never share addresses) with mc installed by the real kubectl.
+pub async fn installed(trust: &Trust, name: &str, index: u8) -> Sim {
+    let mut config = SimConfig::new(name);
+    config.cluster_ip_base = std::net::Ipv4Addr::new(127, 20 + index, 0, 0);
+    let sim = start_sim_with(config).await;
+    sim.kubectl_ok_stdin(&["apply", "-f", "-"], trust.install_yaml(name, &[]))
+        .await;
+    sim
+}
+
+fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: ns.map(str::to_owned),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Where a Link points the source's probe and tunnels.
+pub struct GatewayAt {
+    pub host: String,
+    pub port: u16,
+    pub probe_port: u16,
+}
+
+/// What `mc link --from src --to tgt` writes: in `tgt` the ServiceAccount
+/// `mc-remote-access-<src>` bound to the remote-reader roles, in `src` the Secret with a
+/// kubeconfig for its token and the Link. Returns the token.
+pub async fn link_by_hand(
+    src: &Sim,
+    src_name: &str,
+    tgt: &Sim,
+    tgt_name: &str,
+    gw: &GatewayAt,
+) -> String {
+    let ns = "mc-system";
+    let account = mc::k8s::remote_access_account(src_name);
+    let pp = PostParams::default();
+    let sa = ServiceAccount {
+        metadata: meta(Some(ns), &account),
+        ..Default::default()
+    };
+    let _ = Api::<ServiceAccount>::namespaced(tgt.client.clone(), ns)
+        .create(&pp, &sa)
+        .await;
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: account.clone(),
+        namespace: Some(ns.into()),
+        api_group: None,
+    };
+    let role_ref = |kind: &str| RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: mc::k8s::REMOTE_ACCESS_ROLE.into(),
+    };
+    let _ = Api::<ClusterRoleBinding>::all(tgt.client.clone())
+        .create(
+            &pp,
+            &ClusterRoleBinding {
+                metadata: meta(None, &account),
+                role_ref: role_ref("ClusterRole"),
+                subjects: Some(vec![subject.clone()]),
+            },
+        )
+        .await;
+    let _ = Api::<RoleBinding>::namespaced(tgt.client.clone(), ns)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: meta(Some(ns), &account),
+                role_ref: role_ref("Role"),
+                subjects: Some(vec![subject]),
+            },
+        )
+        .await;
+    let token = tgt
+        .cluster
+        .service_account_token(ns, &account, Duration::from_secs(3600))
+        .expect("token for the remote-access account");
+    let kubeconfig = serde_saphyr::to_string(&tgt.cluster.kubeconfig_with_token(&token)).unwrap();
+    let secret_name = mc::k8s::link_secret_name(tgt_name);
+    let secret = Secret {
+        metadata: meta(Some(ns), &secret_name),
+        type_: Some(mc::k8s::LINK_SECRET_TYPE.into()),
+        data: Some(BTreeMap::from([(
+            mc::k8s::LINK_SECRET_KEY.to_owned(),
+            ByteString(kubeconfig.into_bytes()),
+        )])),
+        ..Default::default()
+    };
+    let secrets = Api::<Secret>::namespaced(src.client.clone(), ns);
+    let _ = secrets.delete(&secret_name, &Default::default()).await;
+    secrets.create(&pp, &secret).await.unwrap();
+    let mut link = Link::new(
+        tgt_name,
+        LinkSpec {
+            target_cluster_name: tgt_name.into(),
+            target_cluster_domain: "cluster.local".into(),
+            target_trust_domain: "cluster.local".into(),
+            api_server: tgt.cluster.url(),
+            credentials_secret: secret_name,
+            gateway_addresses: vec![gw.host.clone()],
+            gateway_port: gw.port,
+            gateway_identity: mc::identity::gateway_dns_name(tgt_name, "cluster.local"),
+            probe: mc::k8s::link::ProbeSpec {
+                port: gw.probe_port,
+                path: "/ready".into(),
+                period_seconds: 1,
+                timeout_seconds: 1,
+                failure_threshold: 2,
+            },
+            selector: format!("{}=true", mc::k8s::LABEL_EXPORTED),
+        },
+    );
+    link.metadata.namespace = Some(ns.into());
+    Api::<Link>::namespaced(src.client.clone(), ns)
+        .create(&pp, &link)
+        .await
+        .unwrap();
+    token
+}

@@ -1,7 +1,7 @@
 //! `mc gateway` end to end on loopback: two in-process gateways (east -> west), real TLS,
 //! HTTP/2 and TCP echo backends; plus one run of the built binary with a static config.
 
-mod harness;
+pub mod harness;
 mod kube;
 mod pki;
 

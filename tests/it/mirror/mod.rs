@@ -529,3 +529,114 @@ async fn a_service_mc_does_not_own_is_left_alone_and_reported_and_two_replicas_e
             .any(|l| l == "mc_mirror_leader 1")
     );
 }
+
+/// The whole product path on two sims: `mc mirror` in east mirrors west's export, both gateways
+/// are configured only from their clusters, and bytes sent to east's outbound port for the mirror
+/// reach the backend behind west's ClusterIP and come back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported() {
+    use crate::gateway::harness::{echo_at, roundtrip_at};
+    use mc::gateway::source_kube;
+    let trust = Trust::new();
+    let (east, west) = tokio::join!(installed(&trust, "east", 11), installed(&trust, "west", 12));
+    create(
+        &west,
+        service("default", "backend-svc", true, &[("tcp", 8888)]),
+    )
+    .await;
+    let ip = get_svc(&west, "default", "backend-svc")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    let backend = echo_at(format!("{ip}:8888").parse().unwrap()).await;
+
+    // This test's gateways own these loopback addresses.
+    let (east_ip, west_ip) = ("127.0.9.1", "127.0.9.2");
+    let start_gateway = |sim: &Sim, ip: &str| {
+        let client = sim.client.clone();
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let stop = CancellationToken::new();
+            let name = source_kube::gateway_name(&client, "mc-system")
+                .await
+                .unwrap();
+            let feed = source_kube::spawn(client.clone(), "mc-system", stop.clone());
+            let settings = mc::gateway::Settings {
+                inbound_addr: (ip, 0).into(),
+                admin_addr: (ip, 0).into(),
+                outbound_ip: ip,
+                ..Default::default()
+            };
+            let running = mc::gateway::start(
+                settings,
+                name,
+                source_kube::material(client, "mc-system".into()),
+                feed,
+            )
+            .await
+            .unwrap();
+            (running, stop)
+        }
+    };
+    let (west_gw, _west_stop) = start_gateway(&west, west_ip).await;
+    let (east_gw, _east_stop) = start_gateway(&east, east_ip).await;
+    link_by_hand(
+        &east,
+        "east",
+        &west,
+        "west",
+        &GatewayAt {
+            host: west_ip.into(),
+            port: west_gw.inbound_addr.port(),
+            probe_port: west_gw.admin_addr.port(),
+        },
+    )
+    .await;
+    let _mirror = Mirror::start(&east, "east-1").await;
+    let mirror = eventually("backend-svc-west", LIMIT, || async {
+        get_svc(&east, "default", "backend-svc-west").await
+    })
+    .await;
+    let port = gateway_ports(&mirror)["8888"];
+    let outbound: std::net::SocketAddr = format!("{east_ip}:{port}").parse().unwrap();
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let back = eventually("bytes through east -> west", LIMIT, || async {
+        roundtrip_at(outbound, &payload)
+            .await
+            .ok()
+            .filter(|b| b.len() == payload.len())
+    })
+    .await;
+    assert!(back == payload, "the echo came back altered");
+    assert!(backend.accepted() >= 1);
+    eventually(
+        "GatewayAlive=True from the real gateway's probe port",
+        LIMIT,
+        || async {
+            let l = get_link(&east, "west").await?;
+            (condition(&l, "GatewayAlive")?.0 == "True").then_some(())
+        },
+    )
+    .await;
+
+    // Unexported in west: new connections are refused there, and the mirror goes.
+    west.kubectl_ok(&["label", "service", "backend-svc", "mc.dev/exported-"])
+        .await;
+    eventually("new connections to be refused", LIMIT, || async {
+        let r = roundtrip_at(outbound, b"ping").await;
+        r.map_or(true, |b| b.is_empty()).then_some(())
+    })
+    .await;
+    eventually("the mirror to go", LIMIT, || async {
+        get_svc(&east, "default", "backend-svc-west")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    east_gw.kill();
+    west_gw.kill();
+}

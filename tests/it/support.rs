@@ -91,11 +91,11 @@ impl Trust {
     }
 }
 
-/// A simulated cluster named `name` (ClusterIPs from 127.(20+index).0.0/16, so that clusters
+/// A simulated cluster named `name` (ClusterIPs from 127.(40+index).0.0/16, index < 20, so that clusters
 /// of one test never share addresses) with mc installed by the real kubectl.
 pub async fn installed(trust: &Trust, name: &str, index: u8) -> Sim {
     let mut config = SimConfig::new(name);
-    config.cluster_ip_base = std::net::Ipv4Addr::new(127, 20 + index, 0, 0);
+    config.cluster_ip_base = std::net::Ipv4Addr::new(127, 40 + index, 0, 0);
     let sim = start_sim_with(config).await;
     sim.kubectl_ok_stdin(&["apply", "-f", "-"], trust.install_yaml(name, &[]))
         .await;

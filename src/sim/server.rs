@@ -42,6 +42,8 @@ pub struct Shared {
     pub signer: TokenSigner,
     pub faults: Faults,
     pub issuer: String,
+    /// The node's state shared with handlers (`pods/log`), when the cluster has a node.
+    pub node: OnceLock<Arc<super::node::NodeShared>>,
     addr: OnceLock<SocketAddr>,
 }
 
@@ -79,6 +81,7 @@ impl Shared {
             signer,
             faults,
             issuer,
+            node: OnceLock::new(),
             addr: OnceLock::new(),
         });
         // The `kubernetes` Service seeded below names the real port.
@@ -577,6 +580,7 @@ async fn resource_request(
             "status" => rt.has_status(),
             "scale" => rt.subresources.contains(&super::registry::Sub::Scale),
             "token" => rt.subresources.contains(&super::registry::Sub::Token),
+            "log" => rt.key() == "/pods",
             _ => false,
         };
         if !known {

@@ -1,0 +1,324 @@
+//! The simulated node, driven as a user drives a cluster: the real `kubectl`, agnhost Pods,
+//! `mc install | kubectl apply`, and traffic to ClusterIPs and load-balancer addresses.
+//!
+//! Each test gives its clusters ClusterIP bases of their own (127.20-127.29 here), so that Pod
+//! and load-balancer ranges (derived: +90 and +190 in the second octet) never overlap.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::sim::{Sim, eventually, have_kubectl, start_sim_with};
+use mc::sim::{NodeConfig, SimConfig};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+
+fn node_config(name: &str, second_octet: u8) -> SimConfig {
+    let mut c = SimConfig::new(name);
+    c.cluster_ip_base = Ipv4Addr::new(127, second_octet, 0, 0);
+    let mut node = NodeConfig::new(env!("CARGO_BIN_EXE_mc"));
+    // Tests restart crashed containers quickly; the kubelet's 10 s is the default.
+    node.crash_loop_backoff = Duration::from_millis(500);
+    c.node = Some(node);
+    c
+}
+
+/// The body of an HTTP/1.0 GET, or None if the connection fails.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.contains(" 200 ").then(|| body.to_string())
+}
+
+async fn jsonpath(sim: &Sim, args: &[&str], path: &str) -> String {
+    let mut a: Vec<&str> = args.to_vec();
+    let p = format!("jsonpath={path}");
+    a.extend(["-o", &p]);
+    sim.kubectl_ok(&a).await
+}
+
+async fn pod_names(sim: &Sim, ns: &str, selector: &str) -> BTreeSet<String> {
+    jsonpath(
+        sim,
+        &["-n", ns, "get", "pods", "-l", selector],
+        "{.items[*].metadata.name}",
+    )
+    .await
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
+    if !have_kubectl() {
+        return;
+    }
+    let sim = start_sim_with(node_config("node-kubectl", 20)).await;
+    assert!(sim.kubectl_ok(&["get", "nodes"]).await.contains("Ready"));
+    sim.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={AGNHOST}"),
+        "--",
+        "/agnhost",
+        "serve-hostname",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "9376",
+    ])
+    .await;
+    let ip = jsonpath(&sim, &["get", "svc", "web"], "{.spec.clusterIP}").await;
+    let vip: SocketAddr = format!("{ip}:80").parse().unwrap();
+    let first = eventually(LIMIT, "the ClusterIP to answer", || async {
+        http_get(vip, "/").await
+    })
+    .await;
+    assert_eq!(
+        pod_names(&sim, "default", "app=web").await,
+        BTreeSet::from([first])
+    );
+
+    // Scale: the answers spread over the three Pods, round-robin.
+    sim.kubectl_ok(&["scale", "deployment", "web", "--replicas", "3"])
+        .await;
+    sim.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout", "30s"])
+        .await;
+    let pods = pod_names(&sim, "default", "app=web").await;
+    assert_eq!(pods.len(), 3);
+    let mut answers = BTreeSet::new();
+    for _ in 0..6 {
+        answers.insert(http_get(vip, "/").await.expect("answer"));
+    }
+    assert_eq!(answers, pods);
+
+    // A deleted Pod is replaced.
+    let victim = pods.iter().next().unwrap().clone();
+    sim.kubectl_ok(&["delete", "pod", &victim]).await;
+    eventually(LIMIT, "a replacement Pod", || async {
+        let now = pod_names(&sim, "default", "app=web").await;
+        (now.len() == 3 && !now.contains(&victim)).then_some(())
+    })
+    .await;
+    sim.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout", "30s"])
+        .await;
+    let rs = sim
+        .kubectl_ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+        .await;
+    assert_eq!(rs.lines().count(), 1, "{rs}");
+
+    // Logs, and a rollout restart that replaces every Pod.
+    let any = pod_names(&sim, "default", "app=web")
+        .await
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(
+        sim.kubectl_ok(&["logs", &any])
+            .await
+            .contains("Serving on port 9376")
+    );
+    sim.kubectl_ok(&["rollout", "restart", "deployment", "web"])
+        .await;
+    sim.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout", "30s"])
+        .await;
+    eventually(LIMIT, "old Pods to go", || async {
+        let now = pod_names(&sim, "default", "app=web").await;
+        (now.len() == 3 && !now.contains(&any)).then_some(())
+    })
+    .await;
+
+    // An image the node cannot run.
+    sim.kubectl_ok(&["create", "deployment", "bad", "--image=nginx:1.27"])
+        .await;
+    let (reason, message) = eventually(LIMIT, "ErrImagePull", || async {
+        let out = jsonpath(
+            &sim,
+            &["get", "pods", "-l", "app=bad"],
+            "{.items[0].status.containerStatuses[0].state.waiting.reason}|{.items[0].status.containerStatuses[0].state.waiting.message}",
+        )
+        .await;
+        let (r, m) = out.split_once('|')?;
+        (r == "ErrImagePull").then(|| (r.to_string(), m.to_string()))
+    })
+    .await;
+    assert_eq!(reason, "ErrImagePull");
+    assert!(
+        message.contains("agnhost") && message.contains("nginx:1.27"),
+        "{message}"
+    );
+
+    // No ready endpoint: connections are refused.
+    sim.kubectl_ok(&["scale", "deployment", "web", "--replicas", "0"])
+        .await;
+    eventually(LIMIT, "the ClusterIP to refuse", || async {
+        match tokio::net::TcpStream::connect(vip).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+/// `mc install` rendered with the identity in `dir` and applied with kubectl.
+async fn install(sim: &Sim, cluster: &str, dir: &Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["install", "--cluster-name", cluster, "--identity-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = sim
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(String::from_utf8(out.stdout).unwrap()),
+        )
+        .await;
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+fn identity(dir: &Path, clusters: &[&str]) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["identity", "init"]);
+    for c in clusters {
+        run(&["identity", "issue", "--cluster-name", c]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_gateway_pods_become_ready_and_restart_after_kill_9() {
+    if !have_kubectl() {
+        return;
+    }
+    let sim = start_sim_with(node_config("west", 21)).await;
+    identity(&sim.dir.path().join("id"), &["west"]);
+    install(&sim, "west", &sim.dir.path().join("id")).await;
+    sim.kubectl_ok(&[
+        "-n",
+        "mc-system",
+        "rollout",
+        "status",
+        "deployment/mc-gateway",
+        "--timeout",
+        "30s",
+    ])
+    .await;
+    let gw = "app.kubernetes.io/name=mc-gateway";
+    let pods = pod_names(&sim, "mc-system", gw).await;
+    assert_eq!(pods.len(), 2);
+    // Ready was decided by the readiness probe against the Pod IP.
+    let ready = jsonpath(
+        &sim,
+        &["-n", "mc-system", "get", "pods", "-l", gw],
+        "{.items[*].status.containerStatuses[0].ready}",
+    )
+    .await;
+    assert_eq!(ready, "true true");
+    // The gateway's Service answers on its load-balancer address, through the proxy.
+    let lb = jsonpath(
+        &sim,
+        &["-n", "mc-system", "get", "svc", "mc-gateway"],
+        "{.status.loadBalancer.ingress[0].ip}",
+    )
+    .await;
+    assert!(lb.starts_with("127.211."), "{lb}");
+    let probe: SocketAddr = format!("{lb}:4191").parse().unwrap();
+    eventually(LIMIT, "/ready through the load balancer", || async {
+        http_get(probe, "/ready").await
+    })
+    .await;
+
+    // kill -9 of one gateway's process: a restart, then Ready again.
+    let pod = pods.iter().next().unwrap().clone();
+    let id = jsonpath(
+        &sim,
+        &["-n", "mc-system", "get", "pod", &pod],
+        "{.status.containerStatuses[0].containerID}",
+    )
+    .await;
+    let pid: i32 = id
+        .strip_prefix("process://")
+        .expect("process container id")
+        .parse()
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    eventually(LIMIT, "the restarted gateway to be Ready", || async {
+        let out = jsonpath(
+            &sim,
+            &["-n", "mc-system", "get", "pod", &pod],
+            "{.status.containerStatuses[0].restartCount}|{.status.containerStatuses[0].ready}|{.status.containerStatuses[0].lastState.terminated.exitCode}",
+        )
+        .await;
+        (out == "1|true|137").then_some(())
+    })
+    .await;
+    let previous = sim
+        .kubectl_ok(&["-n", "mc-system", "logs", &pod, "--previous"])
+        .await;
+    assert!(previous.contains("gateway started"), "{previous}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mc mirror"]
+async fn installed_mirror_pod_becomes_ready() {
+    let sim = start_sim_with(node_config("west", 24)).await;
+    identity(&sim.dir.path().join("id"), &["west"]);
+    install(&sim, "west", &sim.dir.path().join("id")).await;
+    sim.kubectl_ok(&[
+        "-n",
+        "mc-system",
+        "rollout",
+        "status",
+        "deployment/mc-mirror",
+        "--timeout",
+        "30s",
+    ])
+    .await;
+}

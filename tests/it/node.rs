@@ -322,3 +322,149 @@ async fn installed_mirror_pod_becomes_ready() {
     ])
     .await;
 }
+
+/// The whole data path on two nodes, every hop a Pod or a Service address as in a cluster:
+/// client ─▶ mirror ClusterIP (east) ─▶ east gateway Pod ─▶ west gateway's load-balancer
+/// address ─▶ exported Service's ClusterIP (west) ─▶ agnhost Pod, which answers its name.
+/// The mirror Service and its EndpointSlice are written by hand, as `mc mirror` would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_crosses_two_nodes_from_a_mirror_cluster_ip_to_an_agnhost_pod() {
+    use kube::api::{Api, PostParams};
+    use mc::k8s::{Link, LinkSpec};
+    if !have_kubectl() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let east = start_sim_with(node_config("east", 22)).await;
+    let west = start_sim_with(node_config("west", 23)).await;
+    let id = east.dir.path().join("id");
+    identity(&id, &["east", "west"]);
+    install(&east, "east", &id).await;
+    install(&west, "west", &id).await;
+
+    west.kubectl_ok(&[
+        "create",
+        "deployment",
+        "backend",
+        &format!("--image={AGNHOST}"),
+        "--",
+        "/agnhost",
+        "serve-hostname",
+    ])
+    .await;
+    west.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "backend",
+        "--port",
+        "8888",
+        "--target-port",
+        "9376",
+    ])
+    .await;
+    west.kubectl_ok(&["label", "service", "backend", "mc.dev/exported=true"])
+        .await;
+    for (sim, deploy) in [
+        (&east, "mc-system/mc-gateway"),
+        (&west, "mc-system/mc-gateway"),
+        (&west, "default/backend"),
+    ] {
+        let (ns, name) = deploy.split_once('/').unwrap();
+        sim.kubectl_ok(&[
+            "-n",
+            ns,
+            "rollout",
+            "status",
+            &format!("deployment/{name}"),
+            "--timeout",
+            "30s",
+        ])
+        .await;
+    }
+    let west_lb = jsonpath(
+        &west,
+        &["-n", "mc-system", "get", "svc", "mc-gateway"],
+        "{.status.loadBalancer.ingress[0].ip}",
+    )
+    .await;
+
+    let link = Link::new(
+        "west",
+        LinkSpec {
+            target_cluster_name: "west".into(),
+            target_cluster_domain: "cluster.local".into(),
+            target_trust_domain: "cluster.local".into(),
+            api_server: west.cluster.url(),
+            credentials_secret: "mc-link-west".into(),
+            gateway_addresses: vec![west_lb],
+            gateway_port: 4143,
+            gateway_identity: "mc-gateway.mc-system.west.cluster.local".into(),
+            probe: Default::default(),
+            selector: "mc.dev/exported=true".into(),
+        },
+    );
+    Api::<Link>::namespaced(east.client.clone(), "mc-system")
+        .create(&PostParams::default(), &link)
+        .await
+        .unwrap();
+    let gateway_ips = jsonpath(
+        &east,
+        &[
+            "-n",
+            "mc-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=mc-gateway",
+        ],
+        "{.items[*].status.podIP}",
+    )
+    .await;
+    let endpoints: Vec<String> = gateway_ips
+        .split_whitespace()
+        .map(|ip| format!("  - addresses: [\"{ip}\"]\n    conditions: {{ready: true}}\n"))
+        .collect();
+    assert_eq!(endpoints.len(), 2);
+    let mirror = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: backend-west
+  namespace: default
+  labels: {{mc.dev/mirror-of: west}}
+  annotations: {{mc.dev/remote-service: default/backend, mc.dev/gateway-ports: '{{"8888":10001}}'}}
+spec:
+  ports: [{{name: tcp-8888, port: 8888, targetPort: 10001}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-west-gateway
+  namespace: default
+  labels: {{kubernetes.io/service-name: backend-west, endpointslice.kubernetes.io/managed-by: mirror.mc.dev}}
+addressType: IPv4
+ports: [{{name: tcp-8888, port: 10001, protocol: TCP}}]
+endpoints:
+{}"#,
+        endpoints.concat()
+    );
+    let applied = east
+        .kubectl_stdin(&["apply", "-f", "-"], Some(mirror))
+        .await;
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let ip = jsonpath(&east, &["get", "svc", "backend-west"], "{.spec.clusterIP}").await;
+    let vip: SocketAddr = format!("{ip}:8888").parse().unwrap();
+    let answer = eventually(LIMIT, "an answer through both gateways", || async {
+        http_get(vip, "/").await
+    })
+    .await;
+    let backends = pod_names(&west, "default", "app=backend").await;
+    assert!(
+        backends.contains(&answer),
+        "{answer:?} is not one of {backends:?}"
+    );
+}

@@ -69,6 +69,14 @@ pub async fn run(sim: Arc<dyn Host>, node: Arc<NodeShared>) {
     }
 }
 
+impl Drop for PodHandle {
+    fn drop(&mut self) {
+        // Only when the kubelet itself goes (its map is dropped): the Pod's task and, through
+        // its JoinSet and `Instance`'s Drop, its containers go with it.
+        self.task.abort();
+    }
+}
+
 fn grace_of(pod: &Value) -> Duration {
     let secs = pod
         .pointer("/metadata/deletionGracePeriodSeconds")
@@ -761,6 +769,16 @@ async fn run_container(
         });
         if sleep_or_stop(delay, &mut stop).await {
             return;
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A JoinHandle dropped does not stop its task; an agnhost container must not outlive
+        // its Pod. Processes are killed by `kill_on_drop`.
+        if let Instance::Task(h) = self {
+            h.abort();
         }
     }
 }

@@ -158,17 +158,11 @@ fn ready_backends(slices: &[Arc<Value>], port_name: &str) -> Vec<SocketAddr> {
 pub async fn run(sim: Arc<dyn Host>, stop: CancellationToken) {
     let mut rx = sim.store().lock().subscribe();
     let table: Table = Arc::default();
-    let mut listeners: HashMap<SocketAddr, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut listeners: HashMap<SocketAddr, Listener> = HashMap::new();
     loop {
         let desired = frontends(&sim.store().lock());
         *table.write().unwrap_or_else(|e| e.into_inner()) = desired.clone().into_iter().collect();
-        listeners.retain(|addr, task| {
-            let keep = desired.contains_key(addr) && !task.is_finished();
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        listeners.retain(|addr, l| desired.contains_key(addr) && !l.0.is_finished());
         let mut unbound = false;
         for addr in desired.keys() {
             if listeners.contains_key(addr) {
@@ -176,7 +170,8 @@ pub async fn run(sim: Arc<dyn Host>, stop: CancellationToken) {
             }
             match bind(*addr) {
                 Ok(l) => {
-                    listeners.insert(*addr, tokio::spawn(accept_loop(l, *addr, table.clone())));
+                    let task = tokio::spawn(accept_loop(l, *addr, table.clone()));
+                    listeners.insert(*addr, Listener(task));
                 }
                 Err(err) => {
                     unbound = true;
@@ -186,12 +181,7 @@ pub async fn run(sim: Arc<dyn Host>, stop: CancellationToken) {
         }
         loop {
             tokio::select! {
-                _ = stop.cancelled() => {
-                    for t in listeners.values() {
-                        t.abort();
-                    }
-                    return;
-                }
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(REBIND), if unbound => break,
                 r = rx.recv() => match r {
                     Ok(ev) if ev.key == "/services" || ev.key == "discovery.k8s.io/endpointslices" => break,
@@ -201,6 +191,15 @@ pub async fn run(sim: Arc<dyn Host>, stop: CancellationToken) {
                 },
             }
         }
+    }
+}
+
+/// A frontend's accept loop; dropping it closes the listening socket.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -243,5 +242,112 @@ async fn accept_loop(listener: TcpListener, frontend: SocketAddr, table: Table) 
             // No endpoint took it: reset, as a refused connection would look to the client.
             let _ = client.set_zero_linger();
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::registry::Registry;
+    use crate::sim::store::{EventType, Store};
+    use serde_json::json;
+
+    fn service(name: &str, ty: &str, ip: &str, ports: Value, lb: Option<&str>) -> Value {
+        let mut s = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "default", "name": name},
+            "spec": {"type": ty, "clusterIP": ip, "ports": ports}});
+        if let Some(lb) = lb {
+            s["status"] = json!({"loadBalancer": {"ingress": [{"ip": lb}]}});
+        }
+        s
+    }
+
+    fn slice(name: &str, svc: &str, ports: Value, endpoints: Value) -> Value {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": "default", "name": name,
+                         "labels": {SERVICE_NAME_LABEL: svc}},
+            "addressType": "IPv4", "ports": ports, "endpoints": endpoints})
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn frontends_list_ready_endpoints_per_service_port_and_load_balancer_ip() {
+        let store = Store::new(Registry::builtin(), 10, 16);
+        let mut st = store.lock();
+        let ports = json!([{"name": "http", "port": 80}, {"name": "probe", "port": 4191}]);
+        st.put(
+            "/services",
+            service(
+                "web",
+                "LoadBalancer",
+                "127.10.0.5",
+                ports,
+                Some("127.200.0.5"),
+            ),
+            EventType::Added,
+        );
+        st.put(
+            "discovery.k8s.io/endpointslices",
+            slice(
+                "web-a",
+                "web",
+                json!([{"name": "http", "port": 9376}]),
+                json!([{"addresses": ["127.100.0.2"], "conditions": {"ready": true}},
+                       {"addresses": ["127.100.0.3"], "conditions": {"ready": false}},
+                       {"addresses": ["127.100.0.4"]}]),
+            ),
+            EventType::Added,
+        );
+        // A selector-less Service with a slice written by someone else (a mirror).
+        st.put(
+            "/services",
+            service(
+                "mirror",
+                "ClusterIP",
+                "127.10.0.6",
+                json!([{"port": 8888}]),
+                None,
+            ),
+            EventType::Added,
+        );
+        st.put(
+            "discovery.k8s.io/endpointslices",
+            slice(
+                "mirror-gw",
+                "mirror",
+                json!([{"port": 10001}]),
+                json!([{"addresses": ["127.100.0.9"], "conditions": {"ready": true}}]),
+            ),
+            EventType::Added,
+        );
+        // No slice at all: nothing listens.
+        st.put(
+            "/services",
+            service(
+                "empty",
+                "ClusterIP",
+                "127.10.0.7",
+                json!([{"port": 80}]),
+                None,
+            ),
+            EventType::Added,
+        );
+        let f = frontends(&st);
+        let web = vec![addr("127.100.0.2:9376"), addr("127.100.0.4:9376")];
+        assert_eq!(f.get(&addr("127.10.0.5:80")), Some(&web));
+        assert_eq!(f.get(&addr("127.200.0.5:80")), Some(&web));
+        assert_eq!(
+            f.get(&addr("127.10.0.5:4191")),
+            None,
+            "no slice port named probe"
+        );
+        assert_eq!(
+            f.get(&addr("127.10.0.6:8888")),
+            Some(&vec![addr("127.100.0.9:10001")])
+        );
+        assert_eq!(f.len(), 3);
     }
 }

@@ -472,6 +472,77 @@ fn new_pod(shared: &SimConfig, rs: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::registry::Registry;
+    use crate::sim::store::Store;
+
+    fn deployment(replicas: i64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"namespace": "default", "name": "web", "uid": "d-uid", "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    }
+
+    fn pods(st: &State) -> Vec<Arc<Value>> {
+        st.list(PODS, Some("default"))
+            .into_iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .collect()
+    }
+
+    /// Runs the controllers the way the store's event loop does, until nothing changes.
+    fn settle(config: &SimConfig, st: &mut State) {
+        for _ in 0..50 {
+            let events = std::mem::take(&mut st.pending);
+            if events.is_empty() {
+                return;
+            }
+            for ev in &events {
+                on_event(config, st, ev);
+            }
+        }
+        panic!("controllers did not settle");
+    }
+
+    #[test]
+    fn deployment_status_counts_pods_that_are_ready_and_scaling_down_removes_pods() {
+        let mut config = SimConfig::new("t");
+        config.node = Some(super::super::NodeConfig::new("mc"));
+        let store = Store::new(Registry::builtin(), 100, 16);
+        let mut st = store.lock();
+        st.put(DEPLOYMENTS, deployment(3), EventType::Added);
+        settle(&config, &mut st);
+        let created = pods(&st);
+        assert_eq!(created.len(), 3);
+        assert!(created.iter().all(|p| p["spec"]["nodeName"] == "t-node"));
+        let d = st.get(DEPLOYMENTS, "default", "web").unwrap();
+        assert_eq!(d["status"]["readyReplicas"], 0);
+        assert_eq!(d["status"]["conditions"][1]["reason"], "ReplicaSetUpdated");
+        for p in created.iter().take(2) {
+            let mut p = (**p).clone();
+            p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+            st.put(PODS, p, EventType::Modified);
+        }
+        settle(&config, &mut st);
+        let d = st.get(DEPLOYMENTS, "default", "web").unwrap();
+        assert_eq!(d["status"]["readyReplicas"], 2);
+        assert_eq!(d["status"]["availableReplicas"], 2);
+        let mut scaled = (*d).clone();
+        scaled["spec"]["replicas"] = json!(2);
+        scaled["metadata"]["generation"] = json!(2);
+        st.put(DEPLOYMENTS, scaled, EventType::Modified);
+        settle(&config, &mut st);
+        // The unready Pod goes first.
+        let left = pods(&st);
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|p| pod_ready(p)));
+        let d = st.get(DEPLOYMENTS, "default", "web").unwrap();
+        assert_eq!(
+            d["status"]["conditions"][1]["reason"],
+            "NewReplicaSetAvailable"
+        );
+        assert_eq!(d["status"]["observedGeneration"], 2);
+    }
 
     #[test]
     fn template_hash_ignores_its_own_label_and_follows_the_template() {

@@ -468,3 +468,77 @@ endpoints:
         "{answer:?} is not one of {backends:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_decide_readiness_and_a_failing_liveness_probe_restarts_the_container() {
+    if !have_kubectl() {
+        return;
+    }
+    let sim = start_sim_with(node_config("node-probes", 25)).await;
+    let pod = |name: &str, live_port: u16| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  containers:
+  - name: netexec
+    image: {AGNHOST}
+    args: ["netexec", "--http-port=8080"]
+    readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+    livenessProbe: {{tcpSocket: {{port: {live_port}}}, periodSeconds: 1, failureThreshold: 1}}
+"#
+        )
+    };
+    let both = format!("{}---\n{}", pod("healthy", 8080), pod("dying", 8081));
+    let out = sim.kubectl_stdin(&["apply", "-f", "-"], Some(both)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = |name: &'static str| {
+        let sim = &sim;
+        async move {
+            jsonpath(
+                sim,
+                &["get", "pod", name],
+                "{.status.containerStatuses[0].ready}|{.status.containerStatuses[0].restartCount}",
+            )
+            .await
+        }
+    };
+    eventually(LIMIT, "the healthy Pod to be Ready", || async {
+        (status("healthy").await == "true|0").then_some(())
+    })
+    .await;
+    eventually(LIMIT, "the dying Pod to be restarted twice", || async {
+        let s = status("dying").await;
+        let restarts: u32 = s.split('|').nth(1)?.parse().ok()?;
+        (restarts >= 2).then_some(())
+    })
+    .await;
+    let netexec_ip = jsonpath(&sim, &["get", "pod", "healthy"], "{.status.podIP}").await;
+    let echo = http_get(
+        format!("{netexec_ip}:8080").parse().unwrap(),
+        "/echo?msg=hello%20there",
+    )
+    .await;
+    assert_eq!(echo.as_deref(), Some("hello there"));
+    assert_eq!(
+        status("healthy").await,
+        "true|0",
+        "the healthy Pod was never restarted"
+    );
+    // The back-off between restarts shows as CrashLoopBackOff at some point.
+    eventually(LIMIT, "CrashLoopBackOff", || async {
+        let reason = jsonpath(
+            &sim,
+            &["get", "pod", "dying"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )
+        .await;
+        (reason == "CrashLoopBackOff").then_some(())
+    })
+    .await;
+}

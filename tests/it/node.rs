@@ -467,6 +467,59 @@ endpoints:
         backends.contains(&answer),
         "{answer:?} is not one of {backends:?}"
     );
+
+    // Unexport in west: the path closes, and a west gateway counts the refusal.
+    west.kubectl_ok(&["label", "service", "backend", "mc.dev/exported-"])
+        .await;
+    eventually(LIMIT, "west to refuse the unexported service", || async {
+        http_get(vip, "/").await.is_none().then_some(())
+    })
+    .await;
+    let west_gateways = jsonpath(
+        &west,
+        &[
+            "-n",
+            "mc-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=mc-gateway",
+        ],
+        "{.items[*].status.podIP}",
+    )
+    .await;
+    let mut refused = 0.0;
+    for ip in west_gateways.split_whitespace() {
+        let metrics = http_get(format!("{ip}:4191").parse().unwrap(), "/metrics")
+            .await
+            .unwrap_or_default();
+        refused += metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("mc_gateway_streams_total{side=\"inbound\",result=\"not_exported\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert!(
+        refused >= 1.0,
+        "no west gateway counted a not_exported refusal"
+    );
+
+    // Deleting the mirror closes the outbound port on both east gateway Pods.
+    east.kubectl_ok(&["delete", "service", "backend-west"])
+        .await;
+    for ip in gateway_ips.split_whitespace() {
+        let port: SocketAddr = format!("{ip}:10001").parse().unwrap();
+        eventually(LIMIT, "east's outbound port to close", || async {
+            tokio::net::TcpStream::connect(port)
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

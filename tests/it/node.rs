@@ -115,9 +115,34 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
     }
     assert_eq!(answers, pods);
 
-    // A deleted Pod is replaced.
+    // A deleted Pod is replaced; `kubectl logs -f` of it ends when its container stops.
     let victim = pods.iter().next().unwrap().clone();
+    let mut follow = sim
+        .kubectl_command(&["logs", "-f", &victim])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    // Once the first line is read, kubectl is following.
+    let mut lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("Serving on port 9376"), "{first}");
+        lines
+    })
+    .await
+    .unwrap();
     sim.kubectl_ok(&["delete", "pod", &victim]).await;
+    tokio::task::spawn_blocking(move || {
+        assert!(lines.all(|l| l.is_ok()));
+        assert!(
+            follow.wait().unwrap().success(),
+            "kubectl logs -f ended with an error"
+        );
+    })
+    .await
+    .unwrap();
     eventually(LIMIT, "a replacement Pod", || async {
         let now = pod_names(&sim, "default", "app=web").await;
         (now.len() == 3 && !now.contains(&victim)).then_some(())

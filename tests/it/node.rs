@@ -1,8 +1,9 @@
 //! The simulated node, driven as a user drives a cluster: the real `kubectl`, agnhost Pods,
 //! `mc install | kubectl apply`, and traffic to ClusterIPs and load-balancer addresses.
 //!
-//! Each test gives its clusters ClusterIP bases of their own (127.20-127.29 here), so that Pod
-//! and load-balancer ranges (derived: +90 and +190 in the second octet) never overlap.
+//! Each test gives its clusters ClusterIP bases of their own (127.20-127.29 here; the
+//! `mc sim serve` test gets the command's 127.10), so that Pod and load-balancer ranges
+//! (derived: +90 and +190 in the second octet) never overlap.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -617,6 +618,125 @@ spec:
         )
         .await;
         (reason == "CrashLoopBackOff").then_some(())
+    })
+    .await;
+}
+
+/// `mc sim serve --node` runs its own executable in Pods, and those processes end with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serve_with_a_node_runs_mc_pods_and_takes_them_down_on_sigterm() {
+    use std::io::BufRead as _;
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args([
+            "sim",
+            "serve",
+            "--name",
+            "west",
+            "--node",
+            "--kubeconfig-out",
+        ])
+        .arg(&kc)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = serve.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("kubeconfig written"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("node west-node")),
+        "{lines:?}"
+    );
+    let kubectl = |args: &[&str], stdin: Option<Vec<u8>>| {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&kc)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"));
+        cmd.args(args).env_remove("KUBECONFIG");
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(&input).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/identity");
+    let yaml = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["install", "--cluster-name", "west", "--identity-dir"])
+        .arg(&fixtures)
+        .output()
+        .unwrap()
+        .stdout;
+    kubectl(&["apply", "-f", "-"], Some(yaml));
+    kubectl(
+        &[
+            "-n",
+            "mc-system",
+            "rollout",
+            "status",
+            "deployment/mc-gateway",
+            "--timeout",
+            "30s",
+        ],
+        None,
+    );
+    let ids = kubectl(
+        &[
+            "-n",
+            "mc-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=mc-gateway",
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[0].containerID}",
+        ],
+        None,
+    );
+    let pids: Vec<String> = ids
+        .split_whitespace()
+        .map(|id| id.strip_prefix("process://").unwrap().to_string())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    let alive = |pid: &str| {
+        // A killed child may linger as a zombie until init reaps it; that is not running.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(pids.iter().all(|p| alive(p)));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(serve.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    eventually(LIMIT, "the gateway processes to be gone", || async {
+        pids.iter().all(|p| !alive(p)).then_some(())
     })
     .await;
 }

@@ -26,7 +26,8 @@ pub enum SimCommand {
   kubectl --kubeconfig ./sim.kubeconfig --context west apply -f app.yaml
   kubectl --kubeconfig ./sim.kubeconfig --context west get svc -A -w
 
-Each cluster is an in-memory API server over HTTPS (its own CA, store and tokens); no pods run.
+Each cluster is an in-memory API server over HTTPS (its own CA, store and tokens). Without --node
+no pods run; with it, each cluster runs its Pods and Services on loopback addresses.
 What it implements and what it does not: docs/simulator.md.")]
 pub struct ServeArgs {
     /// Name of the one cluster to serve (also its kubeconfig context).
@@ -41,6 +42,10 @@ pub struct ServeArgs {
     /// Write a kubeconfig (mode 0600) with one context per cluster to this file.
     #[arg(long)]
     pub kubeconfig_out: Option<PathBuf>,
+    /// Give each cluster a node: Deployments get Pods, Pods run (mc's image as this executable,
+    /// agnhost in-process), Services answer on their ClusterIPs and load-balancer addresses.
+    #[arg(long)]
+    pub node: bool,
 }
 
 /// Validated settings.
@@ -48,6 +53,7 @@ pub struct ServeConfig {
     names: Vec<String>,
     addr: SocketAddr,
     kubeconfig_out: Option<PathBuf>,
+    node: bool,
 }
 
 impl TryFrom<ServeArgs> for ServeConfig {
@@ -59,6 +65,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             clusters,
             addr,
             kubeconfig_out,
+            node,
         } = args;
         let mut names: Vec<String> = match name {
             Some(n) => vec![n],
@@ -90,6 +97,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             names,
             addr,
             kubeconfig_out,
+            node,
         })
     }
 }
@@ -112,13 +120,21 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         names,
         addr,
         kubeconfig_out,
+        node,
     } = config;
+    let mc_exe = if node {
+        Some(std::env::current_exe().context("could not find the mc executable to run in Pods")?)
+    } else {
+        None
+    };
     let mut clusters = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let mut c = SimConfig::new(name);
         c.addr = addr;
         // Distinct ClusterIP ranges keep mirrored and local addresses apart across clusters.
         c.cluster_ip_base = std::net::Ipv4Addr::new(127, 10u8.saturating_add(i as u8), 0, 0);
+        // Pod IPs 127.(100+i).0.0/16 and load-balancer IPs 127.(200+i).0.0/16 (the defaults).
+        c.node = mc_exe.clone().map(crate::sim::NodeConfig::new);
         let cluster = SimCluster::start(c)
             .await
             .with_context(|| format!("could not start simulated cluster {name}"))?;
@@ -131,6 +147,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     for c in &clusters {
         println!("cluster {} listening on {}", c.name(), c.url());
+        if let Some(node) = c.node_name() {
+            println!("  node {node} runs its Pods");
+        }
     }
     if let Some(path) = &kubeconfig_out {
         println!(

@@ -548,9 +548,12 @@ pub fn run(shared: &Shared, state: &mut State) {
                         endpoints.insert((ev.namespace.clone(), svc), ());
                     }
                 }
-                "apps/deployments" => on_deployment(state, ev),
+                "apps/deployments" if shared.config.node.is_none() => on_deployment(state, ev),
                 "/serviceaccounts" => on_service_account(shared, state, ev),
                 _ => {}
+            }
+            if shared.config.node.is_some() {
+                super::node::workloads::on_event(&shared.config, state, ev);
             }
             if ev.etype == EventType::Deleted {
                 collect_garbage(state, meta_str(&ev.object, "uid"));
@@ -718,9 +721,9 @@ fn on_service(shared: &Shared, state: &mut State, ev: &Event) {
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
     if is_lb && !has_ingress {
-        let ip = shared
-            .config
-            .load_balancer_ip
+        // With a node, each Service gets its own address, which the service proxy serves.
+        let ip = super::node::load_balancer_ip(&shared.config, obj)
+            .or(shared.config.load_balancer_ip)
             .unwrap_or_else(|| shared.addr().ip());
         let mut o = (**obj).clone();
         o["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]});

@@ -27,6 +27,7 @@ pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result
     }
     match (&ctx.method, info.name.as_deref(), info.sub.as_deref()) {
         (&Method::POST, Some(name), Some("token")) => token_request(ctx, info, name),
+        (&Method::GET, Some(name), Some("log")) => pod_log(ctx, info, name),
         (&Method::GET, Some(name), Some("scale")) => get_scale(ctx, rt, info, name),
         (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
             update_scale(ctx, rt, info, name)
@@ -40,6 +41,41 @@ pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result
         (&Method::DELETE, None, None) => delete_collection(ctx, rt, info),
         _ => Err(status::method_not_allowed()),
     }
+}
+
+/// `pods/{name}/log`, read from the node's container output.
+fn pod_log(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, ApiError> {
+    use http_body_util::{BodyExt, StreamBody};
+    let pod = ctx
+        .shared
+        .store
+        .lock()
+        .get("/pods", ns_of(info), name)
+        .ok_or_else(|| status::not_found("", "pods", name))?;
+    let node = ctx.shared.node.get().ok_or_else(|| {
+        status::bad_request(format!(
+            "pod \"{name}\" runs nowhere: this simulated cluster has no node (start it with --node)"
+        ))
+    })?;
+    let query = super::node::LogQuery {
+        container: ctx.q("container").map(str::to_string),
+        previous: ctx.q_bool("previous"),
+        follow: ctx.q_bool("follow"),
+        tail_lines: ctx.q("tailLines").and_then(|t| t.parse().ok()),
+    };
+    Ok(match node.logs.read(&pod, query)? {
+        super::node::LogOutput::Text(body) => Reply::Text { code: 200, body },
+        super::node::LogOutput::Follow(rx) => {
+            let chunks = futures::stream::unfold(rx, |mut rx| async move {
+                let chunk = rx.recv().await?;
+                Some((Ok(hyper::body::Frame::data(chunk)), rx))
+            });
+            Reply::Stream {
+                body: StreamBody::new(chunks).boxed_unsync(),
+                content_type: "text/plain",
+            }
+        }
+    })
 }
 
 fn ns_of(info: &RequestInfo) -> &str {
@@ -952,12 +988,14 @@ struct DeleteOptions {
     dry_run: bool,
     uid: Option<String>,
     rv: Option<String>,
+    grace: Option<i64>,
 }
 
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions {
         propagation: ctx.q("propagationPolicy").map(str::to_string),
         dry_run: dry_run(ctx),
+        grace: ctx.q("gracePeriodSeconds").and_then(|g| g.parse().ok()),
         ..Default::default()
     };
     if !ctx.body.is_empty() {
@@ -972,6 +1010,9 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
             .is_some_and(|a| a.iter().any(|v| v == "All"))
         {
             opts.dry_run = true;
+        }
+        if let Some(g) = body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            opts.grace = Some(g);
         }
         opts.uid = body
             .pointer("/preconditions/uid")
@@ -1039,6 +1080,7 @@ fn delete(
         rt,
         &live,
         opts.propagation.as_deref(),
+        opts.grace,
     );
     controllers::run(&ctx.shared, &mut state);
     Ok(match reply {
@@ -1069,6 +1111,7 @@ fn delete_one(
     rt: &ResourceType,
     live: &Value,
     propagation: Option<&str>,
+    grace: Option<i64>,
 ) -> Deleted {
     let ns = meta_str(live, "namespace").to_string();
     let name = meta_str(live, "name").to_string();
@@ -1088,6 +1131,11 @@ fn delete_one(
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         let stored = state.put(&rt.key(), obj, EventType::Modified);
         return Deleted::Pending(stored);
+    }
+    if let Some(pending) =
+        super::node::graceful_pod_deletion(&shared.config, state, rt, live, grace)
+    {
+        return Deleted::Pending(pending);
     }
     if rt.plural == "namespaces" {
         if live.pointer("/metadata/deletionTimestamp").is_some() {
@@ -1140,7 +1188,14 @@ fn delete_collection(
             items.push(present(&v, rt, &info.version));
             continue;
         }
-        match delete_one(&ctx.shared, &mut state, rt, &v, opts.propagation.as_deref()) {
+        match delete_one(
+            &ctx.shared,
+            &mut state,
+            rt,
+            &v,
+            opts.propagation.as_deref(),
+            opts.grace,
+        ) {
             Deleted::Gone(last) | Deleted::Pending(last) => {
                 items.push(present(&last, rt, &info.version))
             }

@@ -2,8 +2,9 @@
 //!
 //! It speaks the real wire protocol (JSON over HTTPS with a per-cluster CA, bearer tokens, RBAC,
 //! list/watch with resource versions, patches, discovery, OpenAPI) so that real `kubectl` and
-//! kube-rs cannot tell it from a cluster on the surface mc uses. No pods run, there is no
-//! kube-proxy, DNS or admission webhooks. See `docs/simulator.md`.
+//! kube-rs cannot tell it from a cluster on the surface mc uses. Pods run only with a node
+//! (`SimConfig::node`, see `node`); there is no DNS and no admission webhooks. See
+//! `docs/simulator.md`.
 //!
 //! ```text
 //! TLS accept ─▶ server (route, authenticate, authorize) ─▶ handlers ─▶ store (one lock,
@@ -25,6 +26,7 @@ mod controllers;
 mod discovery;
 mod faults;
 mod handlers;
+mod node;
 mod openapi;
 mod pki;
 mod registry;
@@ -41,6 +43,7 @@ use std::time::Duration;
 use kube::config::Kubeconfig;
 
 pub use faults::Faults;
+pub use node::NodeConfig;
 
 /// Settings of one simulated cluster.
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub struct SimConfig {
     /// everything in it are removed. Like a real cluster, this lets `kubectl delete -f` delete
     /// a namespace and then the objects inside it without 404s.
     pub namespace_deletion_delay: Duration,
+    /// Run Pods, workload controllers and a service proxy (`mc sim serve --node`); None: the
+    /// cluster stores workloads but runs nothing.
+    pub node: Option<NodeConfig>,
 }
 
 impl SimConfig {
@@ -77,6 +83,7 @@ impl SimConfig {
             bookmark_interval: Duration::from_secs(10),
             watch_buffer: 16_384,
             namespace_deletion_delay: Duration::from_millis(1000),
+            node: None,
         }
     }
 }
@@ -108,6 +115,12 @@ pub enum SimError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error("could not start the node of simulated cluster {name}")]
+    Node {
+        name: String,
+        #[source]
+        source: node::NodeError,
+    },
     #[error("could not sign the service-account token key of simulated cluster {name}")]
     Token {
         name: String,
@@ -135,6 +148,8 @@ pub struct SimCluster {
     addr: SocketAddr,
     stop: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Dropped with the cluster: stops the kubelet and proxy and kills container processes.
+    node: Option<node::Node>,
 }
 
 impl SimCluster {
@@ -150,11 +165,24 @@ impl SimCluster {
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(server::serve(inner.clone(), listener, stop.clone()));
         tracing::info!(cluster = %inner.config.name, %addr, "simulated cluster listening");
+        let node = match inner.config.node {
+            Some(_) => {
+                let host: Arc<dyn node::Host> = inner.clone();
+                let node = node::Node::start(host).map_err(|source| SimError::Node {
+                    name: inner.config.name.clone(),
+                    source,
+                })?;
+                let _ = inner.node.set(node.shared());
+                Some(node)
+            }
+            None => None,
+        };
         Ok(SimCluster {
             inner,
             addr,
             stop,
             task: Some(task),
+            node,
         })
     }
 
@@ -235,7 +263,15 @@ impl SimCluster {
         self.stop_now().await;
     }
 
+    /// The name of the cluster's Node (with a node).
+    pub fn node_name(&self) -> Option<String> {
+        self.node
+            .as_ref()
+            .map(|_| node::node_name(&self.inner.config))
+    }
+
     async fn stop_now(&mut self) {
+        self.node.take();
         self.stop.cancel();
         self.inner.faults.drop_all_connections();
         if let Some(task) = self.task.take() {
@@ -251,6 +287,33 @@ impl Drop for SimCluster {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// The node reaches its cluster only through this (see `node::Host`).
+impl node::Host for server::Shared {
+    fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn store(&self) -> &store::Store {
+        &self.store
+    }
+
+    fn settle(&self, state: &mut store::State) {
+        controllers::run(self, state);
+    }
+
+    fn bound_token(&self, namespace: &str, name: &str, ttl: Duration) -> Option<String> {
+        self.issue_token(namespace, name, ttl)
+    }
+
+    fn api_addr(&self) -> SocketAddr {
+        self.addr()
+    }
+
+    fn ca_pem(&self) -> &str {
+        &self.pki.ca_pem
     }
 }
 

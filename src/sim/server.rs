@@ -43,6 +43,8 @@ pub struct Shared {
     pub signer: TokenSigner,
     pub faults: Faults,
     pub issuer: String,
+    /// The node's state shared with handlers (`pods/log`), when the cluster has a node.
+    pub node: OnceLock<Arc<super::node::NodeShared>>,
     addr: OnceLock<SocketAddr>,
 }
 
@@ -78,6 +80,7 @@ impl Shared {
             signer,
             faults,
             issuer,
+            node: OnceLock::new(),
             addr: OnceLock::new(),
         });
         // The `kubernetes` Service seeded below names the real port.
@@ -564,6 +567,7 @@ async fn resource_request(
             "status" => rt.has_status(),
             "scale" => rt.subresources.contains(&super::registry::Sub::Scale),
             "token" => rt.subresources.contains(&super::registry::Sub::Token),
+            "log" => rt.key() == "/pods",
             _ => false,
         };
         if !known {

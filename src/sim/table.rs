@@ -336,6 +336,20 @@ fn builtin_columns(group: &str, resource: &str) -> Vec<Column> {
                 or_none(map_selector(o, "/spec/selector"))
             }),
         ],
+        ("", "nodes") => vec![
+            name_col(),
+            col("Status", "string", 0, |o, _| {
+                let ready = arr(o, "/status/conditions")
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                json!(if ready { "Ready" } else { "NotReady" })
+            }),
+            col("Roles", "string", 0, |_, _| json!("<none>")),
+            age_col(),
+            col("Version", "string", 0, |o, _| {
+                json!(s(o, "/status/nodeInfo/kubeletVersion"))
+            }),
+        ],
         ("", "pods") => vec![
             name_col(),
             col("Ready", "string", 0, |o, _| {

@@ -773,10 +773,32 @@ fn container_args_in_the_manifests_parse_with_this_binarys_cli() {
     let docs = documents(&rendered());
     for name in ["mc-gateway", "mc-mirror"] {
         let deploy: Deployment = find(&docs, "Deployment", name);
-        let args = deploy.spec.unwrap().template.spec.unwrap().containers[0]
+        let container = deploy.spec.unwrap().template.spec.unwrap().containers[0].clone();
+        let env: Vec<String> = container
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        // The kubelet expands $(VAR) from the container's env; a Pod IP stands in for all.
+        let args: Vec<String> = container
             .args
-            .clone()
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|a| {
+                let mut out = a.clone();
+                while let Some(start) = out.find("$(") {
+                    let end = out[start..].find(')').expect("closed $(") + start;
+                    let var = &out[start + 2..end];
+                    assert!(
+                        env.iter().any(|e| e == var),
+                        "{name}: $({var}) is not in env"
+                    );
+                    out.replace_range(start..=end, "10.1.2.3");
+                }
+                out
+            })
+            .collect();
         // `gateway` and `mirror` are written on other branches; check them once they exist here.
         if mc::cli::Cli::command().find_subcommand(&args[0]).is_none() {
             eprintln!("skipped: no `mc {}` subcommand in this build", args[0]);

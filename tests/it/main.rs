@@ -6,5 +6,6 @@ mod gateway;
 mod identity;
 mod install;
 mod mirror;
+mod node;
 mod sim;
 mod support;

@@ -41,6 +41,14 @@ pub const NOT_ISSUED: &str = "<not issued: --dry-run writes nothing, not even a 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
     #[error(
+        "mc is not installed in context {context}: ConfigMap {namespace}/mc-config not found; install it with `mc install --cluster-name NAME --identity-dir DIR | kubectl --context {context} apply -f -` (or pass --namespace if it lives elsewhere)"
+    )]
+    NotInstalled { context: String, namespace: String },
+    #[error(
+        "the Link resource (links.mc.dev) is not served in context {context}; re-run `mc install ... | kubectl --context {context} apply -f -` to install its CRD"
+    )]
+    NoCrd { context: String },
+    #[error(
         "{from} and {to} are the same cluster (both mc-config files say clusterName {cluster}); link two different clusters, or reinstall one with another --cluster-name"
     )]
     SameCluster {
@@ -63,13 +71,13 @@ pub enum LinkError {
     )]
     NoGatewayAddress { context: String, namespace: String },
     #[error(
-        "Link {namespace}/{name} in {from} already points at another cluster (its target has cluster id {existing}, {to} has {wanted}); remove it first with `mc unlink --from {from} --to <its context>`"
+        "Link {link} in {from} already points at another cluster (its target has cluster id {existing}, {to} has {wanted}); remove it first with `mc unlink --from {from} --to <its context>`"
     )]
     LinkedElsewhere {
         from: String,
         to: String,
-        namespace: String,
-        name: String,
+        /// `namespace/name`
+        link: String,
         existing: String,
         wanted: String,
     },
@@ -313,8 +321,11 @@ pub fn check_existing(
     Err(LinkError::LinkedElsewhere {
         from: from.to_owned(),
         to: to.to_owned(),
-        namespace: link.metadata.namespace.clone().unwrap_or_default(),
-        name: link.metadata.name.clone().unwrap_or_default(),
+        link: format!(
+            "{}/{}",
+            link.metadata.namespace.as_deref().unwrap_or_default(),
+            link.metadata.name.as_deref().unwrap_or_default()
+        ),
         existing,
         wanted,
     })

@@ -860,7 +860,6 @@ async fn unlink(config: UnlinkConfig, client_args: ClientArgs) -> anyhow::Result
             progress.done(format!("deleted Link {namespace}/{target} in {from}"));
         }
         Ok(false) => progress.done(format!("no Link {namespace}/{target} in {from}")),
-        Err(e) if is_not_found(&e) => {}
         Err(e) => bail!(
             "cannot delete Link {namespace}/{target} in context {from}: {}",
             reason(&e)
@@ -1007,5 +1006,74 @@ async fn wait_link_gone(
             }
         }
         return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(extra: &[&str]) -> anyhow::Result<LinkConfig> {
+        let argv = ["mc", "link", "--from", "east", "--to", "west"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let cli = crate::cli::Cli::try_parse_from(argv)?;
+        match cli.command {
+            crate::cli::Command::Link(args) => LinkConfig::try_from(*args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_the_target_namespace_token_and_selector() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.target_namespace, "mc-system");
+        assert_eq!(c.token_kind, TokenKind::Request);
+        assert_eq!(c.token_ttl, Duration::from_secs(365 * 86400 + 6 * 3600));
+        assert_eq!(c.selector, "mc.dev/exported=true");
+        assert_eq!(c.gateway, None);
+        let c = config(&["-n", "mc-east", "--target-namespace", "mc-west"]).unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.target_namespace.as_str()),
+            ("mc-east", "mc-west")
+        );
+    }
+
+    #[test]
+    fn gateway_addresses_must_share_one_port() {
+        let c = config(&[
+            "--gateway-address",
+            "a.example:443",
+            "--gateway-address",
+            "192.0.2.1:443",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.gateway,
+            Some((vec!["a.example".into(), "192.0.2.1".into()], Some(443)))
+        );
+        let e = config(&["--gateway-address", "a:443", "--gateway-address", "b"]).unwrap_err();
+        assert!(e.to_string().contains("different ports"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_any_cluster_is_asked() {
+        for (args, expected) in [
+            (&["--token-ttl", "5m"][..], "shorter than 10m"),
+            (
+                &["--api-server-address", "10.0.0.1:6443"],
+                "not an https://",
+            ),
+            (&["--selector", "a=("], "not a label selector"),
+            (&["--target-namespace", "Bad"], "--target-namespace \"Bad\""),
+            (&["--target-cluster-domain", "a..b"], "not a DNS name"),
+        ] {
+            let e = config(args).unwrap_err();
+            assert!(e.to_string().contains(expected), "{args:?}: {e}");
+        }
+        // --wait has nothing to wait for in a dry run: a usage error.
+        assert!(config(&["--dry-run", "--wait"]).is_err());
     }
 }

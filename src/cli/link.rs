@@ -830,6 +830,12 @@ async fn unlink(config: UnlinkConfig, client_args: ClientArgs) -> anyhow::Result
     // TGT being unreachable must not stop the cleanup of SRC: remember why and carry on.
     let (target_name, tgt_error) = match read_config(&tgt, &to, &target_namespace).await {
         Ok(t) => (Some(t.cluster_name), None),
+        // Reachable, but mc is gone there: its name comes from SRC's Link, and the account
+        // (which `mc uninstall` does not delete) can still be revoked.
+        Err(e) if matches!(e.downcast_ref(), Some(LinkError::NotInstalled { .. })) => {
+            progress.warn(format!("{e:#}"));
+            (None, None)
+        }
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let links = Api::<Link>::namespaced(src.clone(), &namespace);
@@ -841,8 +847,8 @@ async fn unlink(config: UnlinkConfig, client_args: ClientArgs) -> anyhow::Result
                 .await?
                 .with_context(|| {
                     format!(
-                        "{}; no Link in {from} points at {to}'s API server {server}, so its cluster name is unknown: pass --target-cluster-name NAME",
-                        tgt_error.clone().unwrap_or_default()
+                        "{}no Link in {from} points at {to}'s API server {server}, so {to}'s cluster name is unknown: pass --target-cluster-name NAME",
+                        tgt_error.as_ref().map(|e| format!("{e}; ")).unwrap_or_default()
                     )
                 })?
         }

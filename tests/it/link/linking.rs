@@ -450,6 +450,32 @@ async fn each_refusal_names_the_problem_and_writes_nothing() {
         "Link mc-system/west in east already points at another cluster",
     )
     .await;
+
+    // An installation without the Link CRD (mc-config alone).
+    let config = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "mc-config", "namespace": "mc-system"},
+        "data": {"clusterName": "south", "ca-bundle.crt": pair.anchor.cert_pem},
+    });
+    super::apply_value(
+        &bare.client,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mc-system"}}),
+    )
+    .await;
+    super::apply_value(&bare.client, &config).await;
+    fails(
+        vec![
+            "link",
+            "--from",
+            "south",
+            "--to",
+            "west",
+            "--gateway-address",
+            "gw.west.example",
+        ],
+        "the Link resource (links.mc.dev) is not served in context south",
+    )
+    .await;
 }
 
 /// `--wait` returns once the controller reports Ready; on timeout it names what is not met.

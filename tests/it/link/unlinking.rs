@@ -243,3 +243,24 @@ async fn unlink_with_west_down_cleans_east_and_says_what_is_left_in_west() {
             .is_none()
     );
 }
+
+/// mc uninstalled from west (no mc-config) leaves the link's account behind; unlink still finds
+/// the Link by west's API server and revokes the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlink_after_mc_was_uninstalled_from_west_still_revokes_the_account() {
+    let pair = installed_pair().await;
+    pair.link(&[]).await;
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(pair.west.client.clone(), "mc-system")
+        .delete("mc-config", &Default::default())
+        .await
+        .unwrap();
+    let out = pair.mc(&UNLINK).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mc is not installed in context west"),
+        "{stderr}"
+    );
+    assert_east_clean(&pair).await;
+    assert!(west_access_left(&pair).await.is_empty());
+}

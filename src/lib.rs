@@ -8,6 +8,7 @@ pub mod cli;
 pub mod gateway;
 pub mod identity;
 pub mod k8s;
+pub mod link;
 pub mod mirror;
 pub mod render;
 pub mod runtime;

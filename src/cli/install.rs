@@ -1,6 +1,5 @@
 //! `mc install` and `mc uninstall`: print the manifests of an installation (no cluster access).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -138,20 +137,11 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
         issuer_key_pem: identity.issuer_key_pem,
         values,
     };
-    write_stdout(&render::render_install(&input)?)
+    super::write_stdout(&render::render_install(&input)?)
 }
 
 pub fn run_uninstall(args: UninstallArgs) -> anyhow::Result<()> {
     let UninstallArgs { namespace } = args;
     validate_namespace(&namespace)?;
-    write_stdout(&render::render_uninstall(&namespace)?)
-}
-
-/// A closed pipe (`mc install | head`) is not worth a panic or a scary message.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("could not write to stdout"),
-    }
+    super::write_stdout(&render::render_uninstall(&namespace)?)
 }

@@ -3,11 +3,14 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod export;
 mod gateway;
 mod identity;
 mod install;
+mod link;
 mod mirror;
 pub mod output;
+mod progress;
 mod sim;
 
 use std::process::ExitCode;
@@ -51,6 +54,14 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Print references to everything `mc install` creates (pipe to `kubectl delete -f -`).
     Uninstall(install::UninstallArgs),
+    /// Let one cluster (--from) mirror and call another's (--to) exported services.
+    Link(Box<link::LinkArgs>),
+    /// Remove a link: its mirrors, its credentials in --from and its access in --to.
+    Unlink(link::UnlinkArgs),
+    /// Export a Service to linked clusters (label mc.dev/exported=true).
+    Export(export::ExportArgs),
+    /// Stop exporting a Service (remove the label mc.dev/exported).
+    Unexport(export::ExportArgs),
     /// Run the cross-cluster mTLS gateway.
     Gateway(Box<gateway::GatewayArgs>),
     /// Run the service-mirror controller (mirrors the exported Services of linked clusters).
@@ -91,6 +102,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(args) => identity::run(args),
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Link(args) => link::run_link(*args, cli.client),
+        Command::Unlink(args) => link::run_unlink(args, cli.client),
+        Command::Export(args) => export::run(args, cli.client, true),
+        Command::Unexport(args) => export::run(args, cli.client, false),
         Command::Gateway(args) => gateway::run(*args, cli.client),
         Command::Mirror(args) => mirror::run(args, cli.client),
         Command::Sim(args) => sim::run(args),
@@ -127,4 +142,15 @@ pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     crate::runtime::tokio().context("could not start the async runtime")
+}
+
+/// Writes to stdout; a closed pipe (`mc install | head`) is not worth a panic or a scary message.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("could not write to stdout"),
+    }
 }

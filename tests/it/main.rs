@@ -5,6 +5,7 @@ mod cli;
 mod gateway;
 mod identity;
 mod install;
+mod link;
 mod mirror;
 mod node;
 mod sim;

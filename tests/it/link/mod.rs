@@ -5,7 +5,7 @@
 //! kubeconfig with contexts `east` and `west`) is shared with the mirror controller's tests.
 
 mod export;
-mod linking;
+pub mod linking;
 mod unlinking;
 
 use std::path::PathBuf;

@@ -640,3 +640,71 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
     east_gw.kill();
     west_gw.kill();
 }
+
+/// What a user runs: `mc export` in west, `mc link --wait` returns once east's controller
+/// reports the Link Ready, the mirror is there; `mc unlink` has the controller remove it (the
+/// finalizer) and the link's old token stops working in west.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mc_link_wait_and_mc_unlink_with_the_controller_running() {
+    let pair = crate::link::installed_pair().await;
+    // The target gateway's probe port, on a loopback address of this test's own.
+    let readiness = Readiness::new();
+    let stop = CancellationToken::new();
+    let _probe = AdminServer::start(
+        "127.0.9.10:4191".parse().unwrap(),
+        readiness,
+        Arc::new(String::new),
+        stop.clone(),
+    )
+    .unwrap();
+    create(
+        &pair.west,
+        service("default", "backend-svc", false, &[("http", 8888)]),
+    )
+    .await;
+    pair.mc_ok(&[
+        "--context",
+        "west",
+        "export",
+        "backend-svc",
+        "-n",
+        "default",
+    ])
+    .await;
+    let _mirror = Mirror::start(&pair.east, "east-1").await;
+    let out = pair
+        .link(&[
+            "--gateway-address",
+            "127.0.9.10:4143",
+            "--wait",
+            "--timeout",
+            "30s",
+        ])
+        .await;
+    let _ = out;
+    let m = get_svc(&pair.east, "default", "backend-svc-west")
+        .await
+        .expect("the mirror exists once mc link --wait returns");
+    assert_eq!(gateway_ports(&m).len(), 1);
+    let (kubeconfig, _) = crate::link::linking::link_kubeconfig(&pair).await;
+    let token = crate::link::linking::token_of(&kubeconfig);
+
+    pair.mc_ok(&["unlink", "--from", "east", "--to", "west"])
+        .await;
+    assert!(
+        get_svc(&pair.east, "default", "backend-svc-west")
+            .await
+            .is_none()
+    );
+    assert!(get_link(&pair.east, "west").await.is_none());
+    let old = pair.west.cluster.client_with_token(&token).await.unwrap();
+    let err = Api::<Service>::all(old)
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 401),
+        "{err}"
+    );
+    stop.cancel();
+}

@@ -6,16 +6,15 @@
 //!   ─▶ 502 on dial failure | 200 + splice(stream, backend)
 //! ```
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use super::metrics::INBOUND;
 use super::{REFUSAL_HEADER, Shared};
@@ -26,15 +25,12 @@ pub(crate) async fn serve(
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
 ) {
-    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .initial_stream_window_size(super::STREAM_WINDOW)
+    let mut h2 = h2::server::Builder::new();
+    h2.initial_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
         .max_frame_size(super::MAX_FRAME)
         .max_header_list_size(super::MAX_HEADER_LIST)
-        .max_concurrent_streams(shared.settings.max_streams_per_peer)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_concurrent_streams(shared.settings.max_streams_per_peer);
     let h2 = Arc::new(h2);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(
         shared.settings.max_pending_handshakes,
@@ -78,7 +74,7 @@ async fn connection(
     tcp: TcpStream,
     remote: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
-    h2: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
+    h2: Arc<h2::server::Builder>,
     shared: Arc<Shared>,
 ) {
     let _guard = shared.drain_guard();
@@ -147,66 +143,92 @@ async fn connection(
     shared.metrics.connection(INBOUND, "ok");
     tracing::debug!(%remote, %peer, "inbound connection from a gateway");
 
-    let svc_shared = shared.clone();
-    let svc_peer = peer.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let shared = svc_shared.clone();
-        let peer = svc_peer.clone();
-        async move { Ok::<_, Infallible>(stream(req, shared, peer).await) }
-    });
-    let conn = h2.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shared.stop.cancelled() => {
-            // GOAWAY: the peer opens new streams elsewhere (or reconnects), open ones finish.
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shared.hard.cancelled() => Ok(()),
-            }
+    let handshake = tokio::time::timeout(shared.settings.handshake_timeout, h2.handshake(tls));
+    let mut conn = match handshake.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, %peer, error = %e, "inbound HTTP/2 handshake failed");
+            return;
         }
-        _ = tokio::time::sleep(until_expiry) => {
-            // The identity this connection was admitted with is no longer valid: no new streams
-            // on it (GOAWAY); the peer reconnects and proves its current certificate, open
-            // tunnels finish.
-            tracing::info!(%remote, %peer, "the peer's client certificate expired; closing its connection gracefully");
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shared.hard.cancelled() => Ok(()),
-            }
+        Err(_) => {
+            tracing::debug!(%remote, %peer, "inbound HTTP/2 handshake timed out");
+            return;
         }
-        _ = shared.hard.cancelled() => Ok(()),
     };
-    if let Err(e) = result {
-        tracing::debug!(%remote, %peer, error = %e, "inbound connection ended with an error");
+    // Tunnels of this connection end (with resets) when it ends, whatever the reason.
+    let cut = shared.hard.child_token();
+    let _cut_on_exit = cut.clone().drop_guard();
+    let keepalive = super::keepalive(conn.ping_pong(), KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
+    tokio::pin!(keepalive);
+    let expiry = tokio::time::sleep(until_expiry);
+    tokio::pin!(expiry);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    tokio::spawn(stream(req, respond, shared.clone(), peer.clone(), cut.clone()));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%remote, %peer, error = %e, "inbound connection ended with an error");
+                    break;
+                }
+                None => break,
+            },
+            _ = shared.stop.cancelled(), if !closing => {
+                // GOAWAY: the peer opens new streams elsewhere (or reconnects), open ones finish.
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            _ = &mut expiry, if !closing => {
+                // The identity this connection was admitted with is no longer valid: no new
+                // streams on it (GOAWAY); the peer reconnects and proves its current certificate,
+                // open tunnels finish.
+                tracing::info!(%remote, %peer, "the peer's client certificate expired; closing its connection gracefully");
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            _ = &mut keepalive => {
+                tracing::info!(%remote, %peer, "the peer stopped answering pings; closing its connection");
+                break;
+            }
+            _ = shared.hard.cancelled() => break,
+        }
     }
 }
 
+/// Pings find a dead peer (no FIN, e.g. a vanished node): its tunnels are reset, not orphaned.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn refuse(
+    respond: &mut SendResponse<Bytes>,
     shared: &Shared,
     peer: &str,
     authority: &str,
     status: StatusCode,
     reason: &'static str,
-) -> Response<Empty<Bytes>> {
+) {
     shared.metrics.stream(INBOUND, reason);
     tracing::info!(%peer, %authority, %status, reason, "refused an inbound stream");
-    let mut res = Response::new(Empty::new());
+    let mut res = Response::new(());
     *res.status_mut() = status;
     res.headers_mut()
         .insert(REFUSAL_HEADER, http::HeaderValue::from_static(reason));
-    res
+    let _ = respond.send_response(res, true);
 }
 
 async fn stream(
-    mut req: Request<Incoming>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
     shared: Arc<Shared>,
     peer: Arc<str>,
-) -> Response<Empty<Bytes>> {
+    cut: CancellationToken,
+) {
+    let _guard = shared.drain_guard();
     if req.method() != Method::CONNECT {
         return refuse(
+            &mut respond,
             &shared,
             &peer,
             "",
@@ -215,7 +237,14 @@ async fn stream(
         );
     }
     let Some(authority) = req.uri().authority().cloned() else {
-        return refuse(&shared, &peer, "", StatusCode::BAD_REQUEST, "bad_authority");
+        return refuse(
+            &mut respond,
+            &shared,
+            &peer,
+            "",
+            StatusCode::BAD_REQUEST,
+            "bad_authority",
+        );
     };
     // One snapshot per stream: an unexport published after this point affects the next stream.
     let route = shared
@@ -226,6 +255,7 @@ async fn stream(
         Ok(addr) => addr,
         Err(refusal) => {
             return refuse(
+                &mut respond,
                 &shared,
                 &peer,
                 authority.as_str(),
@@ -235,7 +265,13 @@ async fn stream(
         }
     };
     let started = Instant::now();
-    let dialed = tokio::time::timeout(super::DIAL_TIMEOUT, TcpStream::connect(backend_addr)).await;
+    let dial = tokio::time::timeout(super::DIAL_TIMEOUT, TcpStream::connect(backend_addr));
+    let dialed = tokio::select! {
+        d = dial => d,
+        // The client gave up (or the connection died) while we dialled: nothing to answer.
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+        _ = cut.cancelled() => return,
+    };
     shared
         .metrics
         .dial_duration
@@ -245,6 +281,7 @@ async fn stream(
         Ok(Err(e)) => {
             tracing::warn!(%authority, %backend_addr, error = %e, "dialing the exported service failed");
             return refuse(
+                &mut respond,
                 &shared,
                 &peer,
                 authority.as_str(),
@@ -255,6 +292,7 @@ async fn stream(
         Err(_) => {
             tracing::warn!(%authority, %backend_addr, "dialing the exported service timed out");
             return refuse(
+                &mut respond,
                 &shared,
                 &peer,
                 authority.as_str(),
@@ -264,35 +302,29 @@ async fn stream(
         }
     };
     let _ = backend.set_nodelay(true);
-    shared.metrics.inbound.ok.inc();
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let guard = shared.drain_guard();
-    tokio::spawn(async move {
-        let _guard = guard;
-        let upgraded = tokio::select! {
-            u = on_upgrade => u,
-            _ = shared.hard.cancelled() => return,
-        };
-        let upgraded = match upgraded {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(%authority, error = %e, "CONNECT stream closed before upgrade");
-                return;
-            }
-        };
-        let side = &shared.metrics.inbound;
-        side.open.inc();
-        let outcome = tokio::select! {
-            o = super::tunnel::splice(TokioIo::new(upgraded), backend, shared.settings.idle_timeout) => Some(o),
-            _ = shared.hard.cancelled() => None,
-        };
-        side.open.dec();
-        if let Some(o) = outcome {
-            side.add_bytes(o.to_server, o.to_client);
-            if let Err(e) = o.result {
-                tracing::debug!(%authority, error = %e, "inbound tunnel ended with an error");
-            }
+    let send = match respond.send_response(Response::new(()), false) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%authority, error = %e, "CONNECT stream closed before the answer");
+            super::tunnel::reset_tcp(backend);
+            return;
         }
-    });
-    Response::new(Empty::new())
+    };
+    shared.metrics.inbound.ok.inc();
+    let side = &shared.metrics.inbound;
+    side.open.inc();
+    let o = super::tunnel::splice(
+        backend,
+        send,
+        req.into_body(),
+        shared.settings.idle_timeout,
+        &cut,
+    )
+    .await;
+    side.open.dec();
+    side.add_bytes(o.from_h2, o.from_tcp);
+    if let Err(cause) = o.result {
+        shared.metrics.reset(INBOUND, cause.label());
+        tracing::debug!(%peer, %authority, cause = cause.label(), "inbound tunnel reset");
+    }
 }

@@ -22,6 +22,12 @@ pub struct SideResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideCause {
+    pub side: &'static str,
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Side {
     pub side: &'static str,
 }
@@ -108,6 +114,8 @@ pub struct Metrics {
     pub open_streams: Family<Side, Gauge>,
     pub bytes: Family<Bytes, Counter>,
     pub handshake_failures: Family<Side, Counter>,
+    /// Tunnels ended with resets (RST_STREAM and TCP RST) instead of clean ends, by cause.
+    pub tunnel_resets: Family<SideCause, Counter>,
     pub peer_connects: Family<PeerResult, Counter>,
     pub peer_pool_state: Family<PeerState, Gauge>,
     /// Which pool generation owns each peer's `peer_pool_state` series: when a Link's address
@@ -160,6 +168,12 @@ impl Metrics {
             "TLS handshakes that failed (bad or missing certificate, wrong identity, timeout)",
             handshake_failures.clone(),
         );
+        let tunnel_resets = Family::<SideCause, Counter>::default();
+        registry.register(
+            "tunnel_resets",
+            "Tunnels ended abnormally, both sides reset (RST_STREAM CONNECT_ERROR / TCP RST), by side and cause",
+            tunnel_resets.clone(),
+        );
         let peer_connects = Family::<PeerResult, Counter>::default();
         registry.register(
             "peer_connects",
@@ -205,6 +219,7 @@ impl Metrics {
             open_streams,
             bytes,
             handshake_failures,
+            tunnel_resets,
             peer_connects,
             peer_pool_state,
             pool_owners: Default::default(),
@@ -225,6 +240,12 @@ impl Metrics {
     pub fn stream(&self, side: &'static str, result: &'static str) {
         self.streams
             .get_or_create(&SideResult { side, result })
+            .inc();
+    }
+
+    pub fn reset(&self, side: &'static str, cause: &'static str) {
+        self.tunnel_resets
+            .get_or_create(&SideCause { side, cause })
             .inc();
     }
 

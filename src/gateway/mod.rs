@@ -348,6 +348,21 @@ async fn rotate(
     }
 }
 
+/// Resolves once the peer failed to answer a ping within `timeout` (or the connection is gone);
+/// never, if this connection has no ping handle.
+pub(crate) async fn keepalive(ping: Option<h2::PingPong>, interval: Duration, timeout: Duration) {
+    let Some(mut ping) = ping else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+    }
+}
+
 /// Renders an error with its sources, `a: b: c`.
 fn anyhow_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

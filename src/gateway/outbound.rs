@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -73,7 +72,7 @@ pub enum PoolError {
     H2 {
         address: String,
         #[source]
-        source: hyper::Error,
+        source: h2::Error,
     },
 }
 
@@ -84,15 +83,13 @@ pub enum OpenError {
     #[error("peer gateway refused the stream: {status} {reason}")]
     Refused { status: StatusCode, reason: String },
     #[error("the CONNECT stream failed")]
-    Stream(#[source] hyper::Error),
-    #[error("the CONNECT stream was not upgraded")]
-    Upgrade(#[source] hyper::Error),
+    Stream(#[source] h2::Error),
 }
 
 #[derive(Clone)]
 enum PoolState {
     Connecting,
-    Ready(SendRequest<Empty<Bytes>>),
+    Ready(SendRequest<Bytes>),
     Backoff(Arc<str>),
     Closed,
 }
@@ -128,16 +125,19 @@ impl PeerPool {
     }
 
     /// Opens a CONNECT stream to `authority` on the pooled connection.
-    pub async fn open(&self, authority: &str) -> Result<hyper::upgrade::Upgraded, OpenError> {
+    pub async fn open(
+        &self,
+        authority: &str,
+    ) -> Result<(SendStream<Bytes>, RecvStream), OpenError> {
         // One retry: the connection may die between our look at the state and the request.
         let mut last_err = None;
         for _ in 0..2 {
-            let mut sender = self.ready_sender().await?;
-            let req = Request::builder()
+            let sender = self.ready_sender().await?;
+            let req = match Request::builder()
                 .method(Method::CONNECT)
                 .uri(authority)
-                .body(Empty::<Bytes>::new());
-            let req = match req {
+                .body(())
+            {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(OpenError::Refused {
@@ -146,31 +146,34 @@ impl PeerPool {
                     });
                 }
             };
-            match sender.send_request(req).await {
-                Ok(mut res) => {
-                    if res.status() != StatusCode::OK {
-                        let reason = res
-                            .headers()
-                            .get(super::REFUSAL_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        return Err(OpenError::Refused {
-                            status: res.status(),
-                            reason,
-                        });
-                    }
-                    return hyper::upgrade::on(&mut res)
-                        .await
-                        .map_err(OpenError::Upgrade);
-                }
+            let sent = match sender.ready().await {
+                Ok(mut sender) => sender.send_request(req, false),
+                Err(e) => Err(e),
+            };
+            let (response, send) = match sent {
+                Ok(s) => s,
                 Err(e) => {
-                    // A refused stream (GOAWAY, connection reset) is safe to retry: nothing was sent.
+                    // Not sent (GOAWAY, connection gone): safe to retry on the next connection.
                     tracing::debug!(peer = %self.name, error = %e, "CONNECT failed; retrying once");
                     last_err = Some(e);
                     tokio::task::yield_now().await;
+                    continue;
                 }
+            };
+            let res = response.await.map_err(OpenError::Stream)?;
+            if res.status() != StatusCode::OK {
+                let reason = res
+                    .headers()
+                    .get(super::REFUSAL_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                return Err(OpenError::Refused {
+                    status: res.status(),
+                    reason,
+                });
             }
+            return Ok((send, res.into_body()));
         }
         Err(match last_err {
             Some(e) => OpenError::Stream(e),
@@ -181,13 +184,13 @@ impl PeerPool {
         })
     }
 
-    async fn ready_sender(&self) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
+    async fn ready_sender(&self) -> Result<SendRequest<Bytes>, OpenError> {
         let mut rx = self.state.clone();
         let mut last: Arc<str> = "connecting".into();
         let wait = async {
             loop {
                 match &*rx.borrow_and_update() {
-                    PoolState::Ready(s) if !s.is_closed() => return Some(s.clone()),
+                    PoolState::Ready(s) => return Some(s.clone()),
                     PoolState::Backoff(e) => last = e.clone(),
                     PoolState::Closed => return None,
                     _ => {}
@@ -227,7 +230,7 @@ async fn maintain(
             r = connect(&peer, &tls, &shared) => r,
         };
         let failure = match attempt {
-            Ok((sender, conn, peer_not_after)) => {
+            Ok((sender, mut conn, peer_not_after)) => {
                 metrics
                     .peer_connects
                     .get_or_create(&PeerResult {
@@ -239,8 +242,12 @@ async fn maintain(
                 let hard = shared.hard.clone();
                 // The connection outlives this pool if the peer is replaced: open tunnels finish.
                 let mut conn_task = tokio::spawn(async move {
+                    let keepalive =
+                        super::keepalive(conn.ping_pong(), KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
+                    // Dropping the connection fails its streams: their tunnels are reset.
                     tokio::select! {
-                        r = conn => r.err().map(|e| e.to_string()),
+                        r = &mut conn => r.err().map(|e| e.to_string()),
+                        _ = keepalive => Some("the peer stopped answering pings".to_owned()),
                         _ = hard.cancelled() => None,
                     }
                 });
@@ -302,24 +309,17 @@ async fn maintain(
     metrics.release_pool_state(&name, owner);
 }
 
-type Conn = hyper::client::conn::http2::Connection<
-    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    Empty<Bytes>,
-    TokioExecutor,
->;
+type Conn = h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+
+/// Pings find a dead peer (no FIN, e.g. a vanished node) within ~20 s.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn connect(
     peer: &Peer,
     tls: &Arc<ClientConfig>,
     shared: &Shared,
-) -> Result<
-    (
-        SendRequest<Empty<Bytes>>,
-        Conn,
-        Option<std::time::SystemTime>,
-    ),
-    PoolError,
-> {
+) -> Result<(SendRequest<Bytes>, Conn, Option<std::time::SystemTime>), PoolError> {
     // Checked before dialling: a Link naming anything but a gateway would let any certificate
     // the issuers signed for that name (not a gateway's) receive this cluster's traffic. The
     // inbound side applies the same rule to clients.
@@ -382,18 +382,14 @@ async fn connect(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| super::identity::cert_not_after(c));
-    let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .initial_stream_window_size(super::STREAM_WINDOW)
+    let mut h2 = h2::client::Builder::new();
+    h2.initial_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
         .max_frame_size(super::MAX_FRAME)
         .max_header_list_size(super::MAX_HEADER_LIST)
-        // Pings find a dead peer (no FIN, e.g. a vanished node) within ~20 s.
-        .keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
+        .enable_push(false);
     let (sender, conn) = h2
-        .handshake(TokioIo::new(tls_stream))
+        .handshake(tls_stream)
         .await
         .map_err(|source| PoolError::H2 { address, source })?;
     Ok((sender, conn, not_after))
@@ -509,51 +505,52 @@ async fn listen(
 async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Receiver<Pools>) {
     let _guard = shared.drain_guard();
     let _ = tcp.set_nodelay(true);
+    // Every way this connection can fail before the tunnel is up ends in an RST, so that the
+    // client never mistakes it for a (empty) complete answer.
+    let refuse = |tcp: TcpStream, result: &'static str| {
+        shared.metrics.stream(OUTBOUND, result);
+        shared.metrics.reset(OUTBOUND, result);
+        super::tunnel::reset_tcp(tcp);
+    };
     let route = shared.tables.borrow().listeners.get(&port).cloned();
     let Some(route) = route else {
-        shared.metrics.stream(OUTBOUND, "no_route");
         // A listener outlives its mirror briefly (tables changed since the accept).
         tracing::info!(
             port,
-            "no mirror owns this outbound port any more; closing the connection"
+            "no mirror owns this outbound port any more; resetting the connection"
         );
-        return;
+        return refuse(tcp, "no_route");
     };
     let pool = pools.borrow().get(&route.peer).cloned();
     let Some(pool) = pool else {
-        shared.metrics.stream(OUTBOUND, "no_peer");
-        tracing::info!(port, peer = %route.peer, "no Link for this peer; closing the connection");
-        return;
+        tracing::info!(port, peer = %route.peer, "no Link for this peer; resetting the connection");
+        return refuse(tcp, "no_peer");
     };
     let opened = tokio::select! {
         o = pool.open(&route.authority) => o,
-        _ = shared.hard.cancelled() => return,
+        _ = shared.hard.cancelled() => return refuse(tcp, "shutdown"),
     };
-    let upgraded = match opened {
-        Ok(u) => u,
+    let (send, recv) = match opened {
+        Ok(s) => s,
         Err(e) => {
             let result = match &e {
                 OpenError::Unavailable { .. } => "peer_unavailable",
                 OpenError::Refused { .. } => "refused",
-                OpenError::Stream(_) | OpenError::Upgrade(_) => "stream_failed",
+                OpenError::Stream(_) => "stream_failed",
             };
-            shared.metrics.stream(OUTBOUND, result);
             tracing::info!(port, peer = %route.peer, authority = %route.authority, error = %e, "outbound connection failed");
-            return;
+            return refuse(tcp, result);
         }
     };
     shared.metrics.outbound.ok.inc();
     let side = &shared.metrics.outbound;
     side.open.inc();
-    let outcome = tokio::select! {
-        o = super::tunnel::splice(tcp, TokioIo::new(upgraded), shared.settings.idle_timeout) => Some(o),
-        _ = shared.hard.cancelled() => None,
-    };
+    let o =
+        super::tunnel::splice(tcp, send, recv, shared.settings.idle_timeout, &shared.hard).await;
     side.open.dec();
-    if let Some(o) = outcome {
-        side.add_bytes(o.to_server, o.to_client);
-        if let Err(e) = o.result {
-            tracing::debug!(port, error = %e, "outbound tunnel ended with an error");
-        }
+    side.add_bytes(o.from_tcp, o.from_h2);
+    if let Err(cause) = o.result {
+        shared.metrics.reset(OUTBOUND, cause.label());
+        tracing::debug!(port, peer = %route.peer, cause = cause.label(), "outbound tunnel reset");
     }
 }

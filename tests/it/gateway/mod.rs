@@ -4,6 +4,7 @@
 mod harness;
 mod kube;
 mod pki;
+mod resets;
 
 use std::time::{Duration, SystemTime};
 

@@ -158,6 +158,12 @@ async fn connection(
     // Tunnels of this connection end (with resets) when it ends, whatever the reason.
     let cut = shared.hard.child_token();
     let _cut_on_exit = cut.clone().drop_guard();
+    let membership = shared.inbound_peers.join(
+        &peer,
+        shared.settings.max_streams_per_peer,
+        cut.clone(),
+        &shared,
+    );
     let keepalive = super::keepalive(conn.ping_pong(), KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
     tokio::pin!(keepalive);
     let expiry = tokio::time::sleep(until_expiry);
@@ -166,8 +172,18 @@ async fn connection(
     loop {
         tokio::select! {
             next = conn.accept() => match next {
-                Some(Ok((req, respond))) => {
-                    tokio::spawn(stream(req, respond, shared.clone(), peer.clone(), cut.clone()));
+                Some(Ok((req, mut respond))) => {
+                    // The stream budget is the peer's, shared by all its connections.
+                    match membership.streams.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            tokio::spawn(stream(req, respond, shared.clone(), peer.clone(), cut.clone(), permit));
+                        }
+                        Err(_) => {
+                            // REFUSED_STREAM: nothing was processed, the peer may retry.
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            shared.metrics.stream(INBOUND, "peer_stream_limit");
+                        }
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%remote, %peer, error = %e, "inbound connection ended with an error");
@@ -192,7 +208,85 @@ async fn connection(
                 tracing::info!(%remote, %peer, "the peer stopped answering pings; closing its connection");
                 break;
             }
-            _ = shared.hard.cancelled() => break,
+            // Evicted by a newer connection of the same peer, or the peer lost its authorization.
+            _ = cut.cancelled() => break,
+        }
+    }
+}
+
+/// Connections one peer identity may hold at once. A pool keeps one; a second exists while an
+/// old one drains (peer certificate expired, Link moved). Each may make us buffer a connection
+/// window, so this bounds a peer's buffering at 2 x 8 MiB.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 2;
+
+/// Inbound connections and stream budgets by peer identity.
+#[derive(Default)]
+pub(crate) struct PeerRegistry {
+    peers: std::sync::Mutex<std::collections::HashMap<Arc<str>, PeerConns>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct PeerConns {
+    /// Oldest first.
+    conns: std::collections::VecDeque<(u64, CancellationToken)>,
+    streams: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection's place in the registry; leaves it when dropped.
+pub(crate) struct Membership<'a> {
+    registry: &'a PeerRegistry,
+    peer: Arc<str>,
+    id: u64,
+    pub streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl PeerRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, PeerConns>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection of `peer`; the oldest beyond [`MAX_CONNECTIONS_PER_PEER`] is cut.
+    /// A newer connection is the one the peer uses: an older one is draining or dead.
+    fn join(
+        &self,
+        peer: &Arc<str>,
+        max_streams: u32,
+        cut: CancellationToken,
+        shared: &Shared,
+    ) -> Membership<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut peers = self.lock();
+        let entry = peers.entry(peer.clone()).or_insert_with(|| PeerConns {
+            conns: Default::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(max_streams as usize)),
+        });
+        entry.conns.push_back((id, cut));
+        while entry.conns.len() > MAX_CONNECTIONS_PER_PEER {
+            if let Some((_, oldest)) = entry.conns.pop_front() {
+                shared.metrics.connection(INBOUND, "evicted_by_newer");
+                tracing::info!(%peer, "a peer opened another connection; closing its oldest");
+                oldest.cancel();
+            }
+        }
+        Membership {
+            registry: self,
+            peer: peer.clone(),
+            id,
+            streams: entry.streams.clone(),
+        }
+    }
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        let mut peers = self.registry.lock();
+        if let Some(entry) = peers.get_mut(&self.peer) {
+            entry.conns.retain(|(id, _)| *id != self.id);
+            if entry.conns.is_empty() {
+                peers.remove(&self.peer);
+            }
         }
     }
 }
@@ -224,6 +318,7 @@ async fn stream(
     shared: Arc<Shared>,
     peer: Arc<str>,
     cut: CancellationToken,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _guard = shared.drain_guard();
     if req.method() != Method::CONNECT {

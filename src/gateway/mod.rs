@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     pub hard: CancellationToken,
     /// Each open connection/tunnel holds a receiver; draining waits for all to be dropped.
     pub drain: watch::Sender<()>,
+    /// Inbound connections and stream budgets per peer identity.
+    pub inbound_peers: inbound::PeerRegistry,
 }
 
 impl Shared {
@@ -222,6 +224,7 @@ pub async fn start(
         stop,
         hard,
         drain,
+        inbound_peers: Default::default(),
     });
     tokio::spawn(inbound::serve(
         inbound_listener,

@@ -3,6 +3,7 @@
 
 mod harness;
 mod kube;
+mod limits;
 mod pki;
 mod resets;
 

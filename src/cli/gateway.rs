@@ -52,6 +52,9 @@ pub struct GatewayArgs {
     /// HTTP/2 streams (tunnels) one peer gateway may have open at once.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_peer: u32,
+    /// How long a local client may wait for a stream slot to a busy peer before it is reset.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
     /// Static tables and identity files instead of the Kubernetes API (see docs/gateway.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -75,6 +78,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         idle_timeout,
         drain_timeout,
         max_streams_per_peer,
+        queue_timeout,
         config,
         kubeconfig,
         context,
@@ -88,6 +92,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         handshake_timeout,
         idle_timeout,
         max_streams_per_peer,
+        queue_timeout,
         ..Settings::default()
     };
     super::runtime()?.block_on(async move {

@@ -117,6 +117,10 @@ pub struct Metrics {
     /// Tunnels ended with resets (RST_STREAM and TCP RST) instead of clean ends, by cause.
     pub tunnel_resets: Family<SideCause, Counter>,
     pub peer_connects: Family<PeerResult, Counter>,
+    /// Outbound clients waiting for a stream slot to their peer.
+    pub queued_streams: Gauge,
+    /// How long queued outbound clients waited (admitted or not).
+    pub queue_wait: Histogram,
     pub peer_pool_state: Family<PeerState, Gauge>,
     /// Which pool generation owns each peer's `peer_pool_state` series: when a Link's address
     /// changes the old pool's task may still be winding down, and must not overwrite (or
@@ -180,6 +184,18 @@ impl Metrics {
             "Attempts to (re)establish the pooled connection to a peer gateway",
             peer_connects.clone(),
         );
+        let queued_streams = Gauge::default();
+        registry.register(
+            "queued_streams",
+            "Outbound clients waiting for a stream slot to their peer (max-streams-per-peer reached)",
+            queued_streams.clone(),
+        );
+        let queue_wait = Histogram::new(exponential_buckets(0.001, 4.0, 8));
+        registry.register(
+            "stream_queue_wait_seconds",
+            "Time outbound clients spent queued for a stream slot (admitted, timed out or gone)",
+            queue_wait.clone(),
+        );
         let peer_pool_state = Family::<PeerState, Gauge>::default();
         registry.register(
             "peer_pool_state",
@@ -221,6 +237,8 @@ impl Metrics {
             handshake_failures,
             tunnel_resets,
             peer_connects,
+            queued_streams,
+            queue_wait,
             peer_pool_state,
             pool_owners: Default::default(),
             next_pool: Default::default(),

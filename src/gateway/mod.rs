@@ -17,6 +17,7 @@
 //! immutable `Arc<Tables>` snapshots through a `tokio::sync::watch`, read once per stream.
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod identity;
 pub mod inbound;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_streams_per_peer: u32,
+    /// How long an outbound client may wait for a stream slot to its peer before it is reset.
+    pub queue_timeout: Duration,
     /// Inbound TLS handshakes in flight at once; connections beyond it are closed at accept.
     /// Bounds what unauthenticated clients can make the gateway hold (memory, descriptors).
     pub max_pending_handshakes: usize,
@@ -80,6 +83,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             max_streams_per_peer: 4096,
+            queue_timeout: Duration::from_secs(5),
             max_pending_handshakes: 1024,
         }
     }

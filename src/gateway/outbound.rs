@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::admission::{Admission, Slot, Ticket};
 use super::config::Peer;
 use super::metrics::{OUTBOUND, PeerResult, Side};
 
@@ -97,6 +98,7 @@ enum PoolState {
 /// The pooled connection to one peer gateway.
 pub struct PeerPool {
     name: String,
+    admission: Arc<Admission>,
     peer: Peer,
     state: watch::Receiver<PoolState>,
     cancel: CancellationToken,
@@ -107,6 +109,7 @@ impl PeerPool {
         let (tx, rx) = watch::channel(PoolState::Connecting);
         let cancel = shared.hard.child_token();
         let owner = shared.metrics.claim_pool_state(name);
+        let admission = Admission::new(shared.settings.max_streams_per_peer as usize);
         tokio::spawn(maintain(
             owner,
             name.to_owned(),
@@ -117,6 +120,7 @@ impl PeerPool {
             cancel.clone(),
         ));
         Arc::new(Self {
+            admission,
             name: name.to_owned(),
             peer: peer.clone(),
             state: rx,
@@ -526,6 +530,13 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
         tracing::info!(port, peer = %route.peer, "no Link for this peer; resetting the connection");
         return refuse(tcp, "no_peer");
     };
+    let _slot = match admit(&pool, &route.authority, &tcp, &shared).await {
+        Ok(slot) => slot,
+        Err(result) => {
+            tracing::info!(port, peer = %route.peer, authority = %route.authority, result, "an outbound client was not admitted");
+            return refuse(tcp, result);
+        }
+    };
     let opened = tokio::select! {
         o = pool.open(&route.authority) => o,
         _ = shared.hard.cancelled() => return refuse(tcp, "shutdown"),
@@ -552,5 +563,41 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
     if let Err(cause) = o.result {
         shared.metrics.reset(OUTBOUND, cause.label());
         tracing::debug!(port, peer = %route.peer, cause = cause.label(), "outbound tunnel reset");
+    }
+}
+
+/// A stream slot to `pool`'s peer: at once, or after queueing (round-robin between services)
+/// until a slot frees, `queue_timeout` passes, the client leaves or the gateway stops.
+async fn admit(
+    pool: &PeerPool,
+    authority: &str,
+    client: &TcpStream,
+    shared: &Shared,
+) -> Result<Slot, &'static str> {
+    let rx = match pool.admission.enter(authority) {
+        Ticket::Now(slot) => return Ok(slot),
+        Ticket::Queued(rx) => rx,
+    };
+    let metrics = &shared.metrics;
+    metrics.queued_streams.inc();
+    let started = Instant::now();
+    let result = tokio::select! {
+        slot = rx => slot.map_err(|_| "queue_timeout"),
+        _ = tokio::time::sleep(shared.settings.queue_timeout) => Err("queue_timeout"),
+        _ = client_gone(client) => Err("client_gone"),
+        _ = shared.hard.cancelled() => Err("shutdown"),
+    };
+    metrics.queued_streams.dec();
+    metrics.queue_wait.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Resolves when the client closed or reset its connection; never once it sent data (it is
+/// then still there, and its bytes wait in the socket for the tunnel).
+async fn client_gone(tcp: &TcpStream) {
+    let mut b = [0u8; 1];
+    match tcp.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

@@ -95,3 +95,51 @@ async fn a_peer_holds_at_most_two_connections_and_a_newer_one_cuts_the_oldest() 
     })
     .await;
 }
+
+/// East may open one stream to west: a second client queues (counted), is skipped when it leaves
+/// while queued, and is reset at the queue deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_clients_have_a_deadline_and_are_skipped_once_gone() {
+    use tokio::io::AsyncReadExt;
+    let east_settings = mc::gateway::Settings {
+        max_streams_per_peer: 1,
+        queue_timeout: std::time::Duration::from_millis(300),
+        ..settings()
+    };
+    let p = pair_with(settings(), east_settings).await;
+    let _held = open_tunnel(p.port, b"holds the only slot").await;
+    let accepted = p.backend.accepted();
+
+    // A client that leaves while queued: its stream is never opened.
+    let gone = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    eventually("the client to be queued", LIMIT, || async {
+        (p.east.metric("mc_gateway_queued_streams ") == 1.0).then_some(())
+    })
+    .await;
+    drop(gone);
+    eventually("the departed client to be counted", LIMIT, || async {
+        (p.east
+            .metric("mc_gateway_streams_total{side=\"outbound\",result=\"client_gone\"}")
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+
+    // A client that stays is reset at the deadline.
+    let mut waits = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut buf = Vec::new();
+    let end = tokio::time::timeout(LIMIT, waits.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        end.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
+    assert_eq!(
+        p.east
+            .metric("mc_gateway_streams_total{side=\"outbound\",result=\"queue_timeout\"}"),
+        1.0
+    );
+    assert_eq!(p.east.metric("mc_gateway_queued_streams "), 0.0);
+    assert_eq!(p.backend.accepted(), accepted, "a queued stream was opened");
+}

@@ -50,7 +50,7 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// HTTP/2 streams (tunnels) one peer gateway may have open at once.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_peer: u32,
     /// How long a local client may wait for a stream slot to a busy peer before it is reset.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]

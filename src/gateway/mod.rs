@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod budget;
 pub mod config;
 pub mod identity;
 pub mod inbound;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub cert_lifetime: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Concurrent tunnels per peer identity (inbound) and per peer (outbound). The default fits
+    /// the default 256 MiB container limit (see `budget`).
     pub max_streams_per_peer: u32,
     /// How long an outbound client may wait for a stream slot to its peer before it is reset.
     pub queue_timeout: Duration,
@@ -82,7 +85,7 @@ impl Default for Settings {
             cert_lifetime: Duration::from_secs(24 * 3600),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
-            max_streams_per_peer: 4096,
+            max_streams_per_peer: 10_000,
             queue_timeout: Duration::from_secs(5),
             max_pending_handshakes: 1024,
         }

@@ -6,6 +6,7 @@ mod kube;
 mod limits;
 mod pki;
 mod resets;
+mod scale;
 
 use std::time::{Duration, SystemTime};
 

@@ -9,7 +9,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -157,11 +156,11 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     let (west_pid, east_pid) = (reap.0[1].id(), reap.0[2].id());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(
-        eventually("a first echo through the pair", super::LIMIT, || async {
-            echoes(port).await.then_some(())
-        }),
-    );
+    rt.block_on(eventually(
+        "a first echo through the pair",
+        super::LIMIT,
+        || async { echoes(port).await.then_some(()) },
+    ));
     let (west_base, east_base) = (peak_rss(west_pid), peak_rss(east_pid));
     let open = rt.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(256));

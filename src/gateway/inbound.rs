@@ -32,9 +32,7 @@ pub(crate) async fn serve(
         .max_header_list_size(super::MAX_HEADER_LIST)
         .max_concurrent_streams(shared.settings.max_streams_per_peer);
     let h2 = Arc::new(h2);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(
-        shared.settings.max_pending_handshakes,
-    ));
+    let pending = super::pending::Pending::new(shared.settings.max_pending_handshakes);
     loop {
         let accepted = tokio::select! {
             _ = shared.stop.cancelled() => break,
@@ -42,16 +40,24 @@ pub(crate) async fn serve(
         };
         match accepted {
             Ok((tcp, remote)) => {
-                // Peers are pooled and reconnect rarely: a flood of handshakes is not a peer, and
-                // refusing it beats being OOM-killed with every open tunnel.
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    shared.metrics.connection(INBOUND, "handshake_overload");
-                    tracing::debug!(%remote, "too many TLS handshakes in flight; closing");
-                    drop(tcp);
-                    continue;
+                // Bounded, so that a flood cannot OOM-kill the gateway with every open tunnel;
+                // and a full table makes room by cutting the likeliest non-peer (see `pending`).
+                let slot = match pending.admit(remote.ip(), std::time::Instant::now()) {
+                    Ok(a) => {
+                        if let Some(why) = a.evicted {
+                            shared.metrics.connection(INBOUND, why);
+                        }
+                        a.slot
+                    }
+                    Err(why) => {
+                        shared.metrics.connection(INBOUND, why);
+                        tracing::debug!(%remote, why, "no handshake slot; closing");
+                        drop(tcp);
+                        continue;
+                    }
                 };
                 tokio::spawn(connection(
-                    permit,
+                    slot,
                     tcp,
                     remote,
                     acceptor.clone(),
@@ -70,7 +76,7 @@ pub(crate) async fn serve(
 }
 
 async fn connection(
-    handshake_permit: tokio::sync::OwnedSemaphorePermit,
+    slot: super::pending::Slot,
     tcp: TcpStream,
     remote: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -79,52 +85,73 @@ async fn connection(
 ) {
     let _guard = shared.drain_guard();
     let _ = tcp.set_nodelay(true);
-    let tls =
-        match tokio::time::timeout(shared.settings.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                let tls_error = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-                match tls_error {
-                    // A client that presented a certificate we rejected is almost always a
-                    // misconfigured peer gateway (wrong anchor, expired, not a gateway name):
-                    // the peer only sees a bare alert, so the reason is logged here.
-                    Some(rustls::Error::InvalidCertificate(reason)) => {
-                        shared.metrics.connection(INBOUND, "certificate_rejected");
-                        tracing::info!(%remote, %reason, "refused an inbound client certificate");
-                    }
-                    Some(rustls::Error::NoCertificatesPresented) => {
-                        shared.metrics.connection(INBOUND, "no_certificate");
-                        tracing::debug!(%remote, "inbound client presented no certificate");
-                    }
-                    _ => {
-                        shared.metrics.connection(INBOUND, "handshake_failed");
-                        // Debug, not info: anyone who can reach the port can cause these
-                        // (scanners); the counter is the signal, `-v` shows the details.
-                        tracing::debug!(%remote, error = %e, "inbound TLS handshake failed");
-                    }
-                }
-                // Last, so that a test seeing this total also sees the split above.
-                shared
-                    .metrics
-                    .handshake_failures
-                    .get_or_create(&super::metrics::Side { side: INBOUND })
-                    .inc();
-                return;
-            }
+    let deadline = tokio::time::Instant::now() + shared.settings.handshake_timeout;
+    let mut one = [0u8; 1];
+    let first_byte = tokio::time::timeout(
+        super::pending::FIRST_BYTE.min(shared.settings.handshake_timeout),
+        tcp.peek(&mut one),
+    );
+    tokio::select! {
+        r = first_byte => match r {
+            Ok(Ok(n)) if n > 0 => slot.spoke(),
+            Ok(_) => return,
             Err(_) => {
-                shared.metrics.connection(INBOUND, "handshake_timeout");
-                shared
-                    .metrics
-                    .handshake_failures
-                    .get_or_create(&super::metrics::Side { side: INBOUND })
-                    .inc();
-                tracing::debug!(%remote, "inbound TLS handshake timed out");
+                shared.metrics.connection(INBOUND, "first_byte_timeout");
                 return;
             }
-        };
-    drop(handshake_permit);
+        },
+        // Evicted to make room (counted at eviction).
+        _ = slot.cut.cancelled() => return,
+    }
+    let handshake = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+        _ = slot.cut.cancelled() => return,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let tls_error = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match tls_error {
+                // A client that presented a certificate we rejected is almost always a
+                // misconfigured peer gateway (wrong anchor, expired, not a gateway name):
+                // the peer only sees a bare alert, so the reason is logged here.
+                Some(rustls::Error::InvalidCertificate(reason)) => {
+                    shared.metrics.connection(INBOUND, "certificate_rejected");
+                    tracing::info!(%remote, %reason, "refused an inbound client certificate");
+                }
+                Some(rustls::Error::NoCertificatesPresented) => {
+                    shared.metrics.connection(INBOUND, "no_certificate");
+                    tracing::debug!(%remote, "inbound client presented no certificate");
+                }
+                _ => {
+                    shared.metrics.connection(INBOUND, "handshake_failed");
+                    // Debug, not info: anyone who can reach the port can cause these
+                    // (scanners); the counter is the signal, `-v` shows the details.
+                    tracing::debug!(%remote, error = %e, "inbound TLS handshake failed");
+                }
+            }
+            // Last, so that a test seeing this total also sees the split above.
+            shared
+                .metrics
+                .handshake_failures
+                .get_or_create(&super::metrics::Side { side: INBOUND })
+                .inc();
+            return;
+        }
+        Err(_) => {
+            shared.metrics.connection(INBOUND, "handshake_timeout");
+            shared
+                .metrics
+                .handshake_failures
+                .get_or_create(&super::metrics::Side { side: INBOUND })
+                .inc();
+            tracing::debug!(%remote, "inbound TLS handshake timed out");
+            return;
+        }
+    };
+    drop(slot);
     let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
     let peer: Arc<str> = leaf
         .and_then(|c| super::identity::gateway_identity_in(c, &shared.name.namespace))

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
+pub mod pending;
 pub mod source_kube;
 pub mod source_static;
 pub mod tls;
@@ -70,8 +71,8 @@ pub struct Settings {
     pub max_streams_per_peer: u32,
     /// How long an outbound client may wait for a stream slot to its peer before it is reset.
     pub queue_timeout: Duration,
-    /// Inbound TLS handshakes in flight at once; connections beyond it are closed at accept.
-    /// Bounds what unauthenticated clients can make the gateway hold (memory, descriptors).
+    /// Inbound TLS handshakes in flight at once. Bounds what unauthenticated clients can make the
+    /// gateway hold (memory, descriptors); when full, see `pending` for who makes room.
     pub max_pending_handshakes: usize,
 }
 

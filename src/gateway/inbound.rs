@@ -119,7 +119,9 @@ async fn connection(
                 // the peer only sees a bare alert, so the reason is logged here.
                 Some(rustls::Error::InvalidCertificate(reason)) => {
                     shared.metrics.connection(INBOUND, "certificate_rejected");
-                    tracing::info!(%remote, %reason, "refused an inbound client certificate");
+                    if let Some(suppressed) = shared.logs.allow("certificate_rejected") {
+                        tracing::info!(%remote, %reason, suppressed, "refused an inbound client certificate");
+                    }
                 }
                 Some(rustls::Error::NoCertificatesPresented) => {
                     shared.metrics.connection(INBOUND, "no_certificate");
@@ -164,7 +166,9 @@ async fn connection(
     let Some(until_expiry) = not_after.and_then(|t| t.duration_since(SystemTime::now()).ok())
     else {
         shared.metrics.connection(INBOUND, "certificate_expired");
-        tracing::info!(%remote, %peer, not_after = ?not_after.map(humantime::format_rfc3339_seconds), "refusing a resumed TLS session whose client certificate has expired");
+        if let Some(suppressed) = shared.logs.allow("certificate_expired") {
+            tracing::info!(%remote, %peer, suppressed, not_after = ?not_after.map(humantime::format_rfc3339_seconds), "refusing a resumed TLS session whose client certificate has expired");
+        }
         return;
     };
     shared.metrics.connection(INBOUND, "ok");
@@ -293,7 +297,9 @@ impl PeerRegistry {
         while entry.conns.len() > MAX_CONNECTIONS_PER_PEER {
             if let Some((_, oldest)) = entry.conns.pop_front() {
                 shared.metrics.connection(INBOUND, "evicted_by_newer");
-                tracing::info!(%peer, "a peer opened another connection; closing its oldest");
+                if let Some(suppressed) = shared.logs.allow("evicted_by_newer") {
+                    tracing::info!(%peer, suppressed, "a peer opened another connection; closing its oldest");
+                }
                 oldest.cancel();
             }
         }
@@ -331,7 +337,9 @@ fn refuse(
     reason: &'static str,
 ) {
     shared.metrics.stream(INBOUND, reason);
-    tracing::info!(%peer, %authority, %status, reason, "refused an inbound stream");
+    if let Some(suppressed) = shared.logs.allow(reason) {
+        tracing::info!(%peer, suppressed, %authority, %status, reason, "refused an inbound stream");
+    }
     let mut res = Response::new(());
     *res.status_mut() = status;
     res.headers_mut()
@@ -401,7 +409,9 @@ async fn stream(
     let backend = match dialed {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::warn!(%authority, %backend_addr, error = %e, "dialing the exported service failed");
+            if let Some(suppressed) = shared.logs.allow("dial_failed") {
+                tracing::warn!(%authority, suppressed, %backend_addr, error = %e, "dialing the exported service failed");
+            }
             return refuse(
                 &mut respond,
                 &shared,
@@ -412,7 +422,9 @@ async fn stream(
             );
         }
         Err(_) => {
-            tracing::warn!(%authority, %backend_addr, "dialing the exported service timed out");
+            if let Some(suppressed) = shared.logs.allow("dial_timeout") {
+                tracing::warn!(%authority, suppressed, %backend_addr, "dialing the exported service timed out");
+            }
             return refuse(
                 &mut respond,
                 &shared,

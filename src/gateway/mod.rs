@@ -22,6 +22,7 @@ pub mod budget;
 pub mod config;
 pub mod identity;
 pub mod inbound;
+pub mod loglimit;
 pub mod metrics;
 pub mod outbound;
 pub mod pending;
@@ -137,6 +138,8 @@ pub(crate) struct Shared {
     pub drain: watch::Sender<()>,
     /// Inbound connections and stream budgets per peer identity.
     pub inbound_peers: inbound::PeerRegistry,
+    /// Rate limits of the log lines clients and peers can trigger.
+    pub logs: Arc<loglimit::LogLimit>,
 }
 
 impl Shared {
@@ -215,8 +218,10 @@ pub async fn start(
     );
     metrics.cert_expiry.set(unix_secs(leaf.not_after));
     let certs = tls::CertStore::new(leaf.certified.clone());
-    let server_tls = tls::server_config(roots.clone(), certs.clone(), &name.namespace)
-        .map_err(GatewayError::Tls)?;
+    let logs = Arc::new(loglimit::LogLimit::default());
+    let server_tls =
+        tls::server_config(roots.clone(), certs.clone(), &name.namespace, logs.clone())
+            .map_err(GatewayError::Tls)?;
     let client_tls = tls::client_config(roots, certs.clone()).map_err(GatewayError::Tls)?;
     let _ = identity_ready_tx.send(true);
 
@@ -233,6 +238,7 @@ pub async fn start(
         hard,
         drain,
         inbound_peers: Default::default(),
+        logs,
     });
     tokio::spawn(inbound::serve(
         inbound_listener,

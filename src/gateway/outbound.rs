@@ -519,21 +519,28 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
     let route = shared.tables.borrow().listeners.get(&port).cloned();
     let Some(route) = route else {
         // A listener outlives its mirror briefly (tables changed since the accept).
-        tracing::info!(
-            port,
-            "no mirror owns this outbound port any more; resetting the connection"
-        );
+        if let Some(suppressed) = shared.logs.allow("no_route") {
+            tracing::info!(
+                port,
+                suppressed,
+                "no mirror owns this outbound port any more; resetting the connection"
+            );
+        }
         return refuse(tcp, "no_route");
     };
     let pool = pools.borrow().get(&route.peer).cloned();
     let Some(pool) = pool else {
-        tracing::info!(port, peer = %route.peer, "no Link for this peer; resetting the connection");
+        if let Some(suppressed) = shared.logs.allow("no_peer") {
+            tracing::info!(port, peer = %route.peer, suppressed, "no Link for this peer; resetting the connection");
+        }
         return refuse(tcp, "no_peer");
     };
     let _slot = match admit(&pool, &route.authority, &tcp, &shared).await {
         Ok(slot) => slot,
         Err(result) => {
-            tracing::info!(port, peer = %route.peer, authority = %route.authority, result, "an outbound client was not admitted");
+            if let Some(suppressed) = shared.logs.allow(result) {
+                tracing::info!(port, peer = %route.peer, authority = %route.authority, result, suppressed, "an outbound client was not admitted");
+            }
             return refuse(tcp, result);
         }
     };
@@ -549,7 +556,9 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
                 OpenError::Refused { .. } => "refused",
                 OpenError::Stream(_) => "stream_failed",
             };
-            tracing::info!(port, peer = %route.peer, authority = %route.authority, error = %e, "outbound connection failed");
+            if let Some(suppressed) = shared.logs.allow(result) {
+                tracing::info!(port, peer = %route.peer, authority = %route.authority, error = %e, suppressed, "outbound connection failed");
+            }
             return refuse(tcp, result);
         }
     };

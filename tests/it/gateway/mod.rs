@@ -4,6 +4,7 @@
 mod harness;
 mod kube;
 mod limits;
+mod logs;
 mod pki;
 mod resets;
 mod scale;

@@ -118,8 +118,13 @@ async fn connection(
                 // misconfigured peer gateway (wrong anchor, expired, not a gateway name):
                 // the peer only sees a bare alert, so the reason is logged here.
                 Some(rustls::Error::InvalidCertificate(reason)) => {
-                    shared.metrics.connection(INBOUND, "certificate_rejected");
-                    if let Some(suppressed) = shared.logs.allow("certificate_rejected") {
+                    let cause = match reason {
+                        rustls::CertificateError::Expired
+                        | rustls::CertificateError::ExpiredContext { .. } => "certificate_expired",
+                        _ => "certificate_rejected",
+                    };
+                    shared.metrics.connection(INBOUND, cause);
+                    if let Some(suppressed) = shared.logs.allow(cause) {
                         tracing::info!(%remote, %reason, suppressed, "refused an inbound client certificate");
                     }
                 }
@@ -166,6 +171,11 @@ async fn connection(
     let Some(until_expiry) = not_after.and_then(|t| t.duration_since(SystemTime::now()).ok())
     else {
         shared.metrics.connection(INBOUND, "certificate_expired");
+        shared
+            .metrics
+            .handshake_failures
+            .get_or_create(&super::metrics::Side { side: INBOUND })
+            .inc();
         if let Some(suppressed) = shared.logs.allow("certificate_expired") {
             tracing::info!(%remote, %peer, suppressed, not_after = ?not_after.map(humantime::format_rfc3339_seconds), "refusing a resumed TLS session whose client certificate has expired");
         }
@@ -178,10 +188,12 @@ async fn connection(
     let mut conn = match handshake.await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
+            shared.metrics.connection(INBOUND, "h2_handshake_failed");
             tracing::debug!(%remote, %peer, error = %e, "inbound HTTP/2 handshake failed");
             return;
         }
         Err(_) => {
+            shared.metrics.connection(INBOUND, "h2_handshake_timeout");
             tracing::debug!(%remote, %peer, "inbound HTTP/2 handshake timed out");
             return;
         }
@@ -217,6 +229,10 @@ async fn connection(
                     }
                 }
                 Some(Err(e)) => {
+                    // A protocol violation (GOAWAY with an error, e.g. too many malformed
+                    // streams) or a broken connection.
+                    let cause = if e.is_io() { "connection_lost" } else { "protocol_error" };
+                    shared.metrics.connection_end(INBOUND, cause);
                     tracing::debug!(%remote, %peer, error = %e, "inbound connection ended with an error");
                     break;
                 }

@@ -105,15 +105,15 @@ pub struct Metrics {
     pub inbound: SideHandles,
     pub outbound: SideHandles,
     pub registry: Registry,
-    /// TCP/TLS connections accepted per side, by result (`ok`, `no_certificate`,
-    /// `certificate_rejected`, `handshake_failed`, `handshake_timeout`, `handshake_overload`,
-    /// `certificate_expired`).
+    /// TCP/TLS connections accepted per side, by result (`ok` or the refusal; see the help text).
     pub connections: Family<SideResult, Counter>,
     /// CONNECT streams per side by result (`ok` or a refusal reason).
     pub streams: Family<SideResult, Counter>,
     pub open_streams: Family<Side, Gauge>,
     pub bytes: Family<Bytes, Counter>,
     pub handshake_failures: Family<Side, Counter>,
+    /// Established HTTP/2 connections that ended abnormally, by cause.
+    pub connection_ends: Family<SideCause, Counter>,
     /// Tunnels ended with resets (RST_STREAM and TCP RST) instead of clean ends, by cause.
     pub tunnel_resets: Family<SideCause, Counter>,
     pub peer_connects: Family<PeerResult, Counter>,
@@ -145,7 +145,7 @@ impl Metrics {
         let connections = Family::<SideResult, Counter>::default();
         registry.register(
             "connections",
-            "Connections accepted by side and result (ok, no_certificate, certificate_rejected, handshake_failed, handshake_timeout, handshake_overload, certificate_expired)",
+            "Connections accepted by side and result (ok or why not: no_certificate, certificate_rejected, certificate_expired, handshake_failed, handshake_timeout, h2_handshake_failed, h2_handshake_timeout, handshake_overload, handshake_source_limit, first_byte_timeout, evicted_silent, evicted_stale, evicted_by_newer)",
             connections.clone(),
         );
         let streams = Family::<SideResult, Counter>::default();
@@ -171,6 +171,12 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed (bad or missing certificate, wrong identity, timeout)",
             handshake_failures.clone(),
+        );
+        let connection_ends = Family::<SideCause, Counter>::default();
+        registry.register(
+            "connection_errors",
+            "Established gateway-to-gateway connections that ended abnormally, by side and cause (protocol_error, connection_lost)",
+            connection_ends.clone(),
         );
         let tunnel_resets = Family::<SideCause, Counter>::default();
         registry.register(
@@ -235,6 +241,7 @@ impl Metrics {
             open_streams,
             bytes,
             handshake_failures,
+            connection_ends,
             tunnel_resets,
             peer_connects,
             queued_streams,
@@ -252,6 +259,13 @@ impl Metrics {
     pub fn connection(&self, side: &'static str, result: &'static str) {
         self.connections
             .get_or_create(&SideResult { side, result })
+            .inc();
+    }
+
+    /// An established connection ended abnormally.
+    pub fn connection_end(&self, side: &'static str, cause: &'static str) {
+        self.connection_ends
+            .get_or_create(&SideCause { side, cause })
             .inc();
     }
 

@@ -20,11 +20,7 @@ use super::metrics::INBOUND;
 use super::{REFUSAL_HEADER, Shared};
 
 /// Accepts until `stop`; each connection is handled in its own task.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    shared: Arc<Shared>,
-) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut h2 = h2::server::Builder::new();
     h2.initial_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
@@ -60,7 +56,8 @@ pub(crate) async fn serve(
                     slot,
                     tcp,
                     remote,
-                    acceptor.clone(),
+                    // The current trust: a changed anchor bundle applies to the next handshake.
+                    tokio_rustls::TlsAcceptor::from(shared.server_tls.borrow().clone()),
                     h2.clone(),
                     shared.clone(),
                 ));
@@ -255,8 +252,11 @@ async fn connection(
                 tracing::info!(%remote, %peer, "the peer stopped answering pings; closing its connection");
                 break;
             }
-            // Evicted by a newer connection of the same peer, or the peer lost its authorization.
-            _ = cut.cancelled() => break,
+            // Evicted by a newer connection of the same peer, or the trust changed.
+            _ = cut.cancelled() => {
+                shared.metrics.connection_end(INBOUND, "cut");
+                break;
+            }
         }
     }
 }
@@ -325,6 +325,21 @@ impl PeerRegistry {
             id,
             streams: entry.streams.clone(),
         }
+    }
+}
+
+impl PeerRegistry {
+    /// Cuts every connection (and so every tunnel); returns how many.
+    pub(crate) fn cut_all(&self) -> usize {
+        let peers = self.lock();
+        let mut n = 0;
+        for conns in peers.values() {
+            for (_, cut) in &conns.conns {
+                cut.cancel();
+                n += 1;
+            }
+        }
+        n
     }
 }
 

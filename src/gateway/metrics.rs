@@ -130,6 +130,7 @@ pub struct Metrics {
     pub dial_duration: Histogram,
     pub cert_expiry: Gauge,
     pub cert_rotations: Counter,
+    pub anchor_changes: Counter,
     pub outbound_listeners: Gauge,
 }
 
@@ -226,6 +227,12 @@ impl Metrics {
             "Leaf certificates minted after the first one",
             cert_rotations.clone(),
         );
+        let anchor_changes = Counter::default();
+        registry.register(
+            "anchor_bundle_changes",
+            "Changes of the trust anchor bundle applied without a restart",
+            anchor_changes.clone(),
+        );
         let outbound_listeners = Gauge::default();
         registry.register(
             "outbound_listeners",
@@ -252,6 +259,7 @@ impl Metrics {
             dial_duration,
             cert_expiry,
             cert_rotations,
+            anchor_changes,
             outbound_listeners,
         }
     }

@@ -75,6 +75,8 @@ pub struct Settings {
     /// Inbound TLS handshakes in flight at once. Bounds what unauthenticated clients can make the
     /// gateway hold (memory, descriptors); when full, see `pending` for who makes room.
     pub max_pending_handshakes: usize,
+    /// How often the anchor bundle is re-read (a changed bundle applies without a restart).
+    pub anchor_poll: Duration,
 }
 
 impl Default for Settings {
@@ -90,6 +92,7 @@ impl Default for Settings {
             max_streams_per_peer: 10_000,
             queue_timeout: Duration::from_secs(5),
             max_pending_handshakes: 1024,
+            anchor_poll: Duration::from_secs(5),
         }
     }
 }
@@ -140,6 +143,11 @@ pub(crate) struct Shared {
     pub inbound_peers: inbound::PeerRegistry,
     /// Rate limits of the log lines clients and peers can trigger.
     pub logs: Arc<loglimit::LogLimit>,
+    /// TLS configurations for new connections; replaced when the anchor bundle changes.
+    pub server_tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+    pub client_tls: watch::Receiver<Arc<rustls::ClientConfig>>,
+    /// Bumped when an anchor is removed: every outbound connection re-verifies its peer.
+    pub trust_epoch: watch::Receiver<u64>,
 }
 
 impl Shared {
@@ -229,6 +237,9 @@ pub async fn start(
     let inbound_addr = local_addr(&inbound_listener, settings.inbound_addr, "inbound")?;
 
     let (drain, _) = watch::channel(());
+    let (server_tls_tx, server_tls) = watch::channel(server_tls);
+    let (client_tls_tx, client_tls) = watch::channel(client_tls);
+    let (trust_epoch_tx, trust_epoch) = watch::channel(0u64);
     let shared = Arc::new(Shared {
         settings,
         name,
@@ -239,13 +250,23 @@ pub async fn start(
         drain,
         inbound_peers: Default::default(),
         logs,
+        server_tls,
+        client_tls,
+        trust_epoch,
     });
-    tokio::spawn(inbound::serve(
-        inbound_listener,
-        tokio_rustls::TlsAcceptor::from(server_tls),
+    tokio::spawn(inbound::serve(inbound_listener, shared.clone()));
+    tokio::spawn(outbound::manage(shared.clone()));
+    tokio::spawn(follow_anchors(
         shared.clone(),
+        material.clone(),
+        certs.clone(),
+        first.anchors_pem.clone(),
+        TrustSenders {
+            server: server_tls_tx,
+            client: client_tls_tx,
+            epoch: trust_epoch_tx,
+        },
     ));
-    tokio::spawn(outbound::manage(shared.clone(), client_tls));
     tokio::spawn(rotate(
         shared.clone(),
         material,
@@ -376,6 +397,74 @@ pub(crate) async fn keepalive(ping: Option<h2::PingPong>, interval: Duration, ti
         match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
             Ok(Ok(_)) => {}
             _ => return,
+        }
+    }
+}
+
+struct TrustSenders {
+    server: watch::Sender<Arc<rustls::ServerConfig>>,
+    client: watch::Sender<Arc<rustls::ClientConfig>>,
+    epoch: watch::Sender<u64>,
+}
+
+/// Re-reads the anchor bundle every `anchor_poll`. A changed bundle applies to new handshakes at
+/// once (so an added anchor, the start of a rotation, is accepted without a restart). If an
+/// anchor was *removed*, every established connection was verified against a root that is no
+/// longer trusted: all are cut (their tunnels reset) and peers reconnect, re-verified.
+async fn follow_anchors(
+    shared: Arc<Shared>,
+    material: MaterialSource,
+    certs: Arc<tls::CertStore>,
+    mut current: String,
+    senders: TrustSenders,
+) {
+    loop {
+        tokio::select! {
+            _ = shared.hard.cancelled() => return,
+            _ = tokio::time::sleep(shared.settings.anchor_poll) => {}
+        }
+        let Ok(m) = material().await else {
+            // The rotation task logs unavailable material; keep the current trust.
+            continue;
+        };
+        if m.anchors_pem == current {
+            continue;
+        }
+        let roots = match identity::root_store(&m.anchors_pem) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::error!(error = %anyhow_chain(&e), "the new anchor bundle is unusable; keeping the current one");
+                continue;
+            }
+        };
+        let configs = tls::server_config(
+            roots.clone(),
+            certs.clone(),
+            &shared.name.namespace,
+            shared.logs.clone(),
+        )
+        .and_then(|s| Ok((s, tls::client_config(roots, certs.clone())?)));
+        let (server, client) = match configs {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %anyhow_chain(&e), "cannot build TLS configurations for the new anchor bundle; keeping the current one");
+                continue;
+            }
+        };
+        let removed = identity::anchors_removed(&current, &m.anchors_pem);
+        senders.server.send_replace(server);
+        senders.client.send_replace(client);
+        current = m.anchors_pem;
+        shared.metrics.anchor_changes.inc();
+        if removed {
+            let cut = shared.inbound_peers.cut_all();
+            senders.epoch.send_modify(|e| *e += 1);
+            tracing::warn!(
+                inbound_connections = cut,
+                "an anchor was removed from the bundle: closing every gateway connection so that peers re-verify"
+            );
+        } else {
+            tracing::info!("the anchor bundle gained an anchor; new handshakes accept it");
         }
     }
 }

@@ -101,23 +101,28 @@ pub struct PeerPool {
     admission: Arc<Admission>,
     peer: Peer,
     state: watch::Receiver<PoolState>,
+    /// Stops the pool's reconnect loop.
     cancel: CancellationToken,
+    /// Drops the pool's connection and so resets its tunnels (the Link was deleted or now names
+    /// another identity). A pool replaced for a new address only lets its tunnels finish.
+    cut: CancellationToken,
 }
 
 impl PeerPool {
-    fn start(name: &str, peer: &Peer, tls: Arc<ClientConfig>, shared: Arc<Shared>) -> Arc<Self> {
+    fn start(name: &str, peer: &Peer, shared: Arc<Shared>) -> Arc<Self> {
         let (tx, rx) = watch::channel(PoolState::Connecting);
         let cancel = shared.hard.child_token();
+        let cut = shared.hard.child_token();
         let owner = shared.metrics.claim_pool_state(name);
         let admission = Admission::new(shared.settings.max_streams_per_peer as usize);
         tokio::spawn(maintain(
             owner,
             name.to_owned(),
             peer.clone(),
-            tls,
             tx,
             shared,
             cancel.clone(),
+            cut.clone(),
         ));
         Arc::new(Self {
             admission,
@@ -125,6 +130,7 @@ impl PeerPool {
             peer: peer.clone(),
             state: rx,
             cancel,
+            cut,
         })
     }
 
@@ -219,10 +225,10 @@ async fn maintain(
     owner: u64,
     name: String,
     peer: Peer,
-    tls: Arc<ClientConfig>,
     state: watch::Sender<PoolState>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    cut: CancellationToken,
 ) {
     let metrics = &shared.metrics;
     let mut backoff = BACKOFF_MIN;
@@ -231,7 +237,7 @@ async fn maintain(
         metrics.set_pool_state(&name, owner, "connecting");
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = connect(&peer, &tls, &shared) => r,
+            r = connect(&peer, &shared) => r,
         };
         let failure = match attempt {
             Ok((sender, mut conn, peer_not_after)) => {
@@ -243,7 +249,9 @@ async fn maintain(
                     })
                     .inc();
                 tracing::info!(peer = %name, address = %peer.address, identity = %peer.identity, "connected to peer gateway");
-                let hard = shared.hard.clone();
+                let cut = cut.clone();
+                let mut trust = shared.trust_epoch.clone();
+                trust.borrow_and_update();
                 // The connection outlives this pool if the peer is replaced: open tunnels finish.
                 let mut conn_task = tokio::spawn(async move {
                     let keepalive =
@@ -252,7 +260,8 @@ async fn maintain(
                     tokio::select! {
                         r = &mut conn => r.err().map(|e| e.to_string()),
                         _ = keepalive => Some("the peer stopped answering pings".to_owned()),
-                        _ = hard.cancelled() => None,
+                        _ = trust.changed() => Some("an anchor was removed; re-verifying the peer".to_owned()),
+                        _ = cut.cancelled() => None,
                     }
                 });
                 state.send_replace(PoolState::Ready(sender));
@@ -321,7 +330,6 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn connect(
     peer: &Peer,
-    tls: &Arc<ClientConfig>,
     shared: &Shared,
 ) -> Result<(SendRequest<Bytes>, Conn, Option<std::time::SystemTime>), PoolError> {
     // Checked before dialling: a Link naming anything but a gateway would let any certificate
@@ -353,7 +361,8 @@ async fn connect(
             identity: peer.identity.clone(),
             source,
         })?;
-    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let tls: Arc<ClientConfig> = shared.client_tls.borrow().clone();
+    let connector = tokio_rustls::TlsConnector::from(tls);
     let handshake_failed = || {
         shared
             .metrics
@@ -400,7 +409,7 @@ async fn connect(
 }
 
 /// Follows the tables: opens/closes outbound listeners and starts/stops peer pools.
-pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
+pub(crate) async fn manage(shared: Arc<Shared>) {
     let (pools_tx, pools_rx) = watch::channel::<Pools>(Arc::new(HashMap::new()));
     let mut listeners: HashMap<u16, CancellationToken> = HashMap::new();
     let mut tables_rx = shared.tables.clone();
@@ -414,13 +423,23 @@ pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
         for (name, peer) in &tables.peers {
             let pool = match current.get(name) {
                 Some(p) if p.peer == *peer => p.clone(),
-                _ => PeerPool::start(name, peer, tls.clone(), shared.clone()),
+                _ => PeerPool::start(name, peer, shared.clone()),
             };
             next.insert(name.clone(), pool);
         }
         for (name, pool) in current.iter() {
             if !next.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
                 pool.cancel.cancel();
+                // Deleted, or another identity: the old peer is no longer authorized to carry
+                // this cluster's traffic, so its tunnels end now (with resets).
+                let same_identity = tables
+                    .peers
+                    .get(name)
+                    .is_some_and(|p| p.identity == pool.peer.identity);
+                if !same_identity {
+                    tracing::info!(peer = %name, "the Link was removed or names another identity; closing its tunnels");
+                    pool.cut.cancel();
+                }
             }
         }
         pools_tx.send_replace(Arc::new(next));

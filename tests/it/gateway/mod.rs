@@ -8,6 +8,7 @@ mod logs;
 mod pki;
 mod resets;
 mod scale;
+mod trust;
 
 use std::time::{Duration, SystemTime};
 

@@ -20,6 +20,8 @@ pub mod admin;
 pub mod admission;
 pub mod budget;
 pub mod config;
+#[cfg(test)]
+mod config_props;
 pub mod identity;
 pub mod inbound;
 pub mod loglimit;

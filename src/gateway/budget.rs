@@ -7,11 +7,14 @@
 //! do not multiply with tunnels: they are bounded by the connection windows (see `tunnel`).
 
 /// Process, runtime, TLS, tables and Kubernetes watch caches (28 MiB measured with a static
-/// config; the rest is room for the API caches of a large cluster).
-pub const BASE: u64 = 48 * MIB;
-/// Per tunnel and direction: HTTP/2 stream state, task, two sockets (3 KiB measured per tunnel
-/// at 10,000 tunnels; doubled for allocator slack and larger frames).
-pub const PER_TUNNEL: u64 = 6 * 1024;
+/// config, debug build).
+pub const BASE: u64 = 32 * MIB;
+/// Per pending inbound handshake (unauthenticated): a TLS handshake message may be up to 64 KiB
+/// and a record 16 KiB, plus connection state.
+pub const PER_HANDSHAKE: u64 = 80 * 1024;
+/// Per tunnel and direction: HTTP/2 stream state, task, two sockets (2.5-3.0 KiB measured per
+/// tunnel at 10,000 tunnels; 5 KiB leaves room for allocator slack).
+pub const PER_TUNNEL: u64 = 5 * 1024;
 /// Share of the container limit the worst case may use; the rest is headroom (allocator
 /// fragmentation, kernel accounting).
 pub const USABLE_PERCENT: u64 = 75;
@@ -24,15 +27,22 @@ pub fn per_peer_windows() -> u64 {
     windows * u64::from(super::CONNECTION_WINDOW)
 }
 
+/// What does not depend on the stream limit: the process, every handshake slot taken, one
+/// peer's connection windows.
+pub fn fixed() -> u64 {
+    let handshakes = super::Settings::default().max_pending_handshakes as u64 * PER_HANDSHAKE;
+    BASE + handshakes + per_peer_windows()
+}
+
 /// Worst-case bytes with one peer at `max_streams_per_peer` tunnels each way.
 pub fn needed(max_streams_per_peer: u64) -> u64 {
-    BASE + per_peer_windows() + 2 * max_streams_per_peer * PER_TUNNEL
+    fixed() + 2 * max_streams_per_peer * PER_TUNNEL
 }
 
 /// The most streams per peer that fit `limit` bytes (0 if none do).
 pub fn max_streams_for(limit: u64) -> u64 {
     let usable = limit / 100 * USABLE_PERCENT;
-    usable.saturating_sub(BASE + per_peer_windows()) / (2 * PER_TUNNEL)
+    usable.saturating_sub(fixed()) / (2 * PER_TUNNEL)
 }
 
 #[cfg(test)]

@@ -93,7 +93,8 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(3600),
             max_streams_per_peer: 10_000,
             queue_timeout: Duration::from_secs(5),
-            max_pending_handshakes: 1024,
+            // 256 x at most ~80 KiB each (see `budget`); a peer gets through a full table anyway.
+            max_pending_handshakes: 256,
             anchor_poll: Duration::from_secs(5),
         }
     }

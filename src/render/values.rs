@@ -58,6 +58,17 @@ pub enum ValuesError {
         "value \"gateway.outboundPortRange\" is {0:?}; it must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, clear of ports 4143, 4191 and 9990"
     )]
     PortRange(String),
+    #[error(
+        "value \"gateway.resources.limits.memory\" ({limit:?}) is too small for \"gateway.maxStreamsPerPeer\" ({streams}): that needs {needed_mib} MiB at 75% of the limit; lower maxStreamsPerPeer to at most {fits} or raise the limit (docs/performance.md, \"Memory budget\")"
+    )]
+    MemoryBudget {
+        limit: String,
+        streams: u64,
+        needed_mib: u64,
+        fits: u64,
+    },
+    #[error("value {key:?} is {found:?}, not a Kubernetes memory quantity such as 256Mi")]
+    Quantity { key: &'static str, found: String },
 }
 
 /// Values whose every legal spelling is known: refused here with the list, not by the API server.
@@ -90,7 +101,53 @@ fn check(values: &Value) -> Result<(), ValuesError> {
     if parse_port_range(range).is_none() {
         return Err(ValuesError::PortRange(range.to_owned()));
     }
+    check_gateway_memory(&values["gateway"])
+}
+
+/// The stream limit must fit the memory limit (a limit removed from the values is not checked).
+fn check_gateway_memory(gateway: &Value) -> Result<(), ValuesError> {
+    const KEY: &str = "gateway.resources.limits.memory";
+    let streams = gateway["maxStreamsPerPeer"].as_u64().unwrap_or_default();
+    let Some(raw) = gateway["resources"]["limits"]["memory"].as_str() else {
+        return Ok(());
+    };
+    let limit = parse_memory(raw).ok_or_else(|| ValuesError::Quantity {
+        key: KEY,
+        found: raw.to_owned(),
+    })?;
+    let budget = crate::gateway::budget::needed(streams);
+    if budget > limit / 100 * crate::gateway::budget::USABLE_PERCENT {
+        return Err(ValuesError::MemoryBudget {
+            limit: raw.to_owned(),
+            streams,
+            needed_mib: budget / (1024 * 1024),
+            fits: crate::gateway::budget::max_streams_for(limit),
+        });
+    }
     Ok(())
+}
+
+/// Bytes of a Kubernetes memory quantity (`256Mi`, `1G`, `268435456`, `1.5Gi`).
+pub fn parse_memory(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "T" => 1000_u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some((number * unit as f64) as u64)
 }
 
 /// `first-last` outbound pool, clear of mc's own listening ports.
@@ -325,6 +382,32 @@ mod tests {
 
     fn sets(pairs: &[&str]) -> Vec<(String, String)> {
         pairs.iter().map(|p| parse_set(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_stream_limit_that_does_not_fit_the_memory_limit_is_refused() {
+        assert!(resolve(&[], &[]).is_ok(), "the defaults must fit");
+        let err = resolve(&[], &sets(&["gateway.resources.limits.memory=128Mi"])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("maxStreamsPerPeer") && text.contains("at most"),
+            "{text}"
+        );
+        assert!(
+            resolve(
+                &[],
+                &sets(&[
+                    "gateway.resources.limits.memory=128Mi",
+                    "gateway.maxStreamsPerPeer=2000"
+                ])
+            )
+            .is_ok()
+        );
+        assert!(resolve(&[], &sets(&["gateway.resources.limits.memory=lots"])).is_err());
+        assert_eq!(parse_memory("256Mi"), Some(256 << 20));
+        assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
+        assert_eq!(parse_memory("12Xi"), None);
     }
 
     #[test]

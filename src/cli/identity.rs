@@ -1,7 +1,7 @@
 //! `mc identity init|issue|inspect`: create the trust anchor and per-cluster issuers, and read
 //! certificates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,9 +16,9 @@ use crate::identity::{self as id, DEFAULT_ANCHOR_VALIDITY, DEFAULT_ISSUER_VALIDI
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  mc identity init --dir ./trust
-  mc identity issue --dir ./trust --cluster-name west
-  mc identity inspect ./trust/west/issuer.crt
+  mc identity init --dir ~/.mc/trust
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc identity inspect ~/.mc/trust/west/issuer.crt
 
 See docs/trust.md for how anchors, issuers and gateway identities relate.")]
 pub struct IdentityArgs {
@@ -43,9 +43,9 @@ the anchor itself (URI SAN spiffe://<trust-domain>), so later commands read it f
 After issuing every cluster, keep anchor.key offline: only `mc identity issue` needs it.
 
 Examples:
-  mc identity init --dir ./trust
-  mc identity init --dir ./trust --trust-domain example.org --validity 5y
-  mc identity init --dir ./trust --force      # replace an existing anchor"
+  mc identity init --dir ~/.mc/trust
+  mc identity init --dir ~/.mc/trust --trust-domain example.org --validity 5y
+  mc identity init --dir ~/.mc/trust --force      # replace an existing anchor"
 )]
 pub struct InitArgs {
     /// Directory for anchor.crt and anchor.key (created if missing).
@@ -69,9 +69,9 @@ DIR/anchor.key. The issuer is a CA with pathLen 0 that may only certify names un
 NAME.<trust-domain>; it never outlives the anchor. `mc install` puts it into Secret mc-issuer.
 
 Examples:
-  mc identity issue --dir ./trust --cluster-name west
-  mc identity issue --dir ./trust --cluster-name east --validity 90d
-  mc identity issue --dir ./trust --cluster-name west --force   # rotate"
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc identity issue --dir ~/.mc/trust --cluster-name east --validity 90d
+  mc identity issue --dir ~/.mc/trust --cluster-name west --force   # rotate"
 )]
 pub struct IssueArgs {
     /// Directory holding anchor.crt and anchor.key (from `mc identity init`).
@@ -95,8 +95,8 @@ directory (so DIR/NAME/issuer.crt finds DIR/anchor.crt). Leaf certificates are v
 the rest of their file and an issuer.crt beside them as intermediates.
 
 Examples:
-  mc identity inspect ./trust/anchor.crt ./trust/west/issuer.crt
-  mc identity inspect gateway.crt --anchor ./trust/anchor.crt -o json"
+  mc identity inspect ~/.mc/trust/anchor.crt ~/.mc/trust/west/issuer.crt
+  mc identity inspect gateway.crt --anchor ~/.mc/trust/anchor.crt -o json"
 )]
 pub struct InspectArgs {
     /// PEM files holding one or more certificates.
@@ -146,6 +146,7 @@ fn init(args: InitArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     let layout = Layout::new(&dir);
     let replacing = force && layout.anchor_cert().exists();
     let written = store::init_anchor(&layout, &trust_domain, validity, force, now)?;
+    warn_if_in_git_work_tree(&dir, "anchor.key, the root of trust");
     if replacing {
         eprintln!(
             "warning: the anchor was replaced; issuers signed by the old one no longer chain to it: re-issue every cluster (see docs/trust.md, \"Rotating the anchor\")"
@@ -170,6 +171,7 @@ fn issue(args: IssueArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     } = args;
     id::validate_cluster_name(&cluster_name)?;
     let written = store::issue_issuer(&Layout::new(&dir), &cluster_name, validity, force, now)?;
+    warn_if_in_git_work_tree(&dir, "the issuer key");
     if written.clamped {
         eprintln!(
             "note: the issuer's validity was shortened to the anchor's expiry ({})",
@@ -203,6 +205,28 @@ fn inspect(args: InspectArgs, now: OffsetDateTime) -> anyhow::Result<()> {
         }
         other => print_structured(other, &infos).context("could not print the certificates"),
     }
+}
+
+/// One `git add -A` away from publishing a private key: say so while it is still only on disk.
+fn warn_if_in_git_work_tree(dir: &Path, what: &str) {
+    if let Some(root) = git_work_tree(dir) {
+        eprintln!(
+            "warning: {} is inside the git work tree {}; {what} must never be committed: move the directory out of the repository (e.g. --dir ~/.mc/trust) or make sure git ignores it",
+            dir.display(),
+            root.display()
+        );
+    }
+}
+
+/// The work tree containing `dir`: the nearest ancestor holding `.git` (a directory, or a file
+/// for worktrees and submodules). Reads the file system only; git need not be installed.
+fn git_work_tree(dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(dir).ok()?;
+    // Resolve symlinks where the path exists, so that a link into a repository is seen.
+    let dir = dir.canonicalize().unwrap_or(dir);
+    dir.ancestors()
+        .find(|a| a.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 fn date(t: OffsetDateTime) -> String {
@@ -268,6 +292,20 @@ fn table(infos: &[CertInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_below_a_dot_git_is_in_a_work_tree_and_one_beside_it_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        let found = git_work_tree(&repo.join("trust/not-yet-created")).unwrap();
+        assert_eq!(found, repo.canonicalize().unwrap());
+        let outside = tmp.path().join("trust");
+        assert_eq!(
+            git_work_tree(&outside).filter(|r| r.starts_with(tmp.path())),
+            None
+        );
+    }
 
     #[test]
     fn validity_accepts_years_days_and_hours_and_refuses_nonsense() {

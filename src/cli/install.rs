@@ -20,9 +20,9 @@ Needs DIR/anchor.crt and DIR/NAME/issuer.{crt,key} (from `mc identity init` and
 Values and their defaults: docs/installation.md (templates/values.yaml).
 
 Examples:
-  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
-  mc install --cluster-name west --identity-dir ./trust --set image.tag=0.2.0 --set gateway.replicas=3
-  mc install --cluster-name east --identity-dir ./trust --values east.yaml > east.yaml"
+  mc install --cluster-name west --identity-dir ~/.mc/trust | kubectl apply -f -
+  mc install --cluster-name west --identity-dir ~/.mc/trust --set image.tag=0.2.0 --set gateway.replicas=3
+  mc install --cluster-name east --identity-dir ~/.mc/trust --values east.yaml > east.yaml"
 )]
 pub struct InstallArgs {
     /// Name of this cluster (a DNS-1123 label), as used with `mc identity issue`.

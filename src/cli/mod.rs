@@ -20,9 +20,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mc", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Examples:
-  mc identity init --dir ./trust
-  mc identity issue --dir ./trust --cluster-name west
-  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
+  mc identity init --dir ~/.mc/trust
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc install --cluster-name west --identity-dir ~/.mc/trust | kubectl apply -f -
   mc uninstall | kubectl delete --ignore-not-found -f -")]
 pub struct Cli {
     /// More log output (-v debug, -vv trace).

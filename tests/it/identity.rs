@@ -328,3 +328,29 @@ fn every_identity_subcommand_has_examples_in_its_help() {
         );
     }
 }
+
+#[test]
+fn init_and_issue_warn_when_the_directory_is_inside_a_git_work_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let trust = repo.join("trust");
+    let d = trust.to_str().unwrap();
+    for args in [
+        vec!["identity", "init", "--dir", d],
+        vec!["identity", "issue", "--dir", d, "--cluster-name", "west"],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning:") && stderr.contains("inside the git work tree"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let outside = tmp.path().join("trust");
+    let out = run(&["identity", "init", "--dir", outside.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("git work tree"), "{stderr}");
+}

@@ -140,7 +140,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(path) = &kubeconfig_out {
         println!(
-            "kubeconfig written to {} (contexts: {})",
+            "kubeconfig written to {} (contexts: {}); stop with Ctrl-C or SIGTERM, which removes it",
             path.display(),
             names.join(", ")
         );
@@ -153,6 +153,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     wait_for_signal().await?;
     for c in clusters {
         c.shutdown().await;
+    }
+    // Its servers, CAs and tokens died with the clusters: a stale kubeconfig only misleads.
+    if let Some(path) = &kubeconfig_out {
+        match std::fs::remove_file(path) {
+            Ok(()) => eprintln!("stopped; removed {}", path.display()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => eprintln!("warning: could not remove {}: {err}", path.display()),
+        }
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The `mc sim serve` command: several clusters, a 0600 kubeconfig, clean exit on SIGTERM.
+//! The `mc sim serve` command: several clusters, a 0600 kubeconfig, clean exit on SIGTERM that
+//! removes it.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -76,6 +77,7 @@ fn sim_serve_runs_two_clusters_writes_a_private_kubeconfig_and_stops_on_sigterm(
     loop {
         if let Some(code) = child.try_wait().expect("wait") {
             assert!(code.success(), "exit {code:?}");
+            assert!(!kc.exists(), "the kubeconfig outlived the sim");
             break;
         }
         assert!(

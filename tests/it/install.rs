@@ -351,6 +351,25 @@ fn values_and_set_override_defaults_and_unknown_keys_are_refused() {
 }
 
 #[test]
+fn a_values_file_tag_like_0_10_stays_as_written_in_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let values = tmp.path().join("values.yaml");
+    std::fs::write(&values, "image:\n  tag: 0.10\n").unwrap();
+    let out = install_fixture(&["--values", values.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let deploy: Deployment = find(&docs, "Deployment", "mc-gateway");
+    let image = deploy.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("ghcr.io/mc-dev/mc:0.10"));
+}
+
+#[test]
 fn uninstall_works_without_an_identity_and_deletes_the_crd_last() {
     let out = run(&["uninstall"]);
     assert!(

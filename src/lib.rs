@@ -10,3 +10,4 @@ pub mod identity;
 pub mod k8s;
 pub mod render;
 pub mod sim;
+pub mod yaml;

@@ -170,8 +170,7 @@ async fn kube_client(
     };
     let config = match kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(&path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            let kc = crate::k8s::kubeconfig::read(&path)?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
@@ -179,9 +178,9 @@ async fn kube_client(
         None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
             .context("cannot load the kubeconfig context; check --context")?,
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration found; pass --kubeconfig or --config")?,
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration found; pass --kubeconfig FILE or set KUBECONFIG",
+        )?,
     };
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
 }

@@ -92,6 +92,16 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 names.len()
             );
         }
+        if let Some(path) = &kubeconfig_out {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                bail!(
+                    "the directory {} of --kubeconfig-out {} does not exist; create it (mkdir -p) or choose another path",
+                    dir.display(),
+                    path.display()
+                );
+            }
+        }
         Ok(ServeConfig {
             names,
             addr,
@@ -132,8 +142,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let refs: Vec<&SimCluster> = clusters.iter().collect();
     if let Some(path) = &kubeconfig_out {
-        write_kubeconfig(path, &merged_kubeconfig(&refs))
-            .with_context(|| format!("could not write the kubeconfig {}", path.display()))?;
+        write_kubeconfig(path, &merged_kubeconfig(&refs))?;
     }
     for c in &clusters {
         println!("cluster {} listening on {}", c.name(), c.url());

@@ -1,5 +1,6 @@
 //! Facade for the Kubernetes names mc uses: the one place for label, annotation and object names.
 
+pub mod kubeconfig;
 pub mod link;
 
 pub use link::{Link, LinkSpec, LinkStatus};

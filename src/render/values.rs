@@ -5,29 +5,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::yaml::YamlError;
+
 /// The defaults, embedded at build time.
 pub const DEFAULT_VALUES: &str = include_str!("../../templates/values.yaml");
-
-/// A YAML parse error shown on one line (serde-saphyr's Display adds a multi-line source snippet,
-/// which breaks the one-line error contract of the CLI).
-#[derive(Debug)]
-pub struct YamlError(Box<serde_saphyr::Error>);
-
-impl std::fmt::Display for YamlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.without_snippet().to_string();
-        let mut text = text.trim().trim_start_matches("error: ").to_owned();
-        // Advice addressed to programmers using serde-saphyr, not to users of mc.
-        if let Some(start) = text.find(", set DuplicateKeyPolicy")
-            && let Some(len) = text[start..].find(" if acceptable")
-        {
-            text.replace_range(start..start + len + " if acceptable".len(), "");
-        }
-        f.write_str(&text.lines().collect::<Vec<_>>().join(" "))
-    }
-}
-
-impl std::error::Error for YamlError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesError {

@@ -125,7 +125,7 @@ pub enum SimError {
     WriteKubeconfig {
         path: String,
         #[source]
-        source: Box<crate::identity::store::StoreError>,
+        source: std::io::Error,
     },
 }
 
@@ -307,11 +307,14 @@ pub fn write_kubeconfig(path: &Path, kc: &Kubeconfig) -> Result<(), SimError> {
         source,
     })?;
     // Same atomic, 0600, fsynced write as key files: the kubeconfig holds admin tokens.
-    crate::identity::store::write_atomic(path, yaml.as_bytes(), 0o600, true).map_err(|source| {
-        SimError::WriteKubeconfig {
-            path: shown,
-            source: Box::new(source),
-        }
+    use crate::identity::store::{StoreError, write_atomic};
+    write_atomic(path, yaml.as_bytes(), 0o600, true).map_err(|err| SimError::WriteKubeconfig {
+        path: shown,
+        // The store's own message would name the path a second time.
+        source: match err {
+            StoreError::Write { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        },
     })?;
     Ok(())
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tabled::settings::Style;
 use time::OffsetDateTime;
 
 use super::output::{OutputFormat, print_structured};
@@ -234,59 +233,50 @@ fn date(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-#[derive(tabled::Tabled)]
-struct Row {
-    #[tabled(rename = "FILE")]
-    file: String,
-    #[tabled(rename = "SUBJECT")]
-    subject: String,
-    #[tabled(rename = "SANS")]
-    sans: String,
-    #[tabled(rename = "SERIAL")]
-    serial: String,
-    #[tabled(rename = "NOT AFTER")]
-    not_after: String,
-    #[tabled(rename = "DAYS LEFT")]
-    days_left: String,
-    #[tabled(rename = "CA")]
-    ca: String,
-    #[tabled(rename = "KEY")]
-    key: String,
-    #[tabled(rename = "CHAIN")]
-    chain: String,
-}
-
+/// One block per certificate, a field per line (as `kubectl describe` does): every field fits an
+/// 80-column terminal, where a one-row-per-certificate table was 250 columns wide and wrapped.
+/// `-o json|yaml` give the same fields to programs.
 fn table(infos: &[CertInfo]) -> String {
-    let rows = infos.iter().map(|i| Row {
-        file: if i.index == 0 {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (n, i) in infos.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let title = if i.index == 0 {
             i.file.clone()
         } else {
-            format!("{} #{}", i.file, i.index)
-        },
-        subject: i.subject.clone(),
-        sans: i.sans.join("\n"),
-        serial: i.serial.clone(),
-        not_after: i.not_after.clone(),
-        days_left: match i.validity.as_str() {
-            "valid" => i.days_left.to_string(),
-            other => format!("{} ({other})", i.days_left),
-        },
-        ca: match (i.ca, i.path_len) {
+            format!("{} (certificate #{})", i.file, i.index)
+        };
+        let days = match i.validity.as_str() {
+            "valid" => format!("{} days left", i.days_left),
+            other => format!("{other}, {} days left", i.days_left),
+        };
+        let ca = match (i.ca, i.path_len) {
             (true, Some(n)) => format!("yes (pathLen {n})"),
             (true, None) => "yes".to_owned(),
             (false, _) => "no".to_owned(),
-        },
-        key: i.key_type.clone(),
-        chain: match (&i.chain.anchor, &i.chain.detail) {
-            (Some(anchor), None) => format!("{} ({anchor})", i.chain.status),
-            (Some(anchor), Some(detail)) => format!("{} ({anchor}): {detail}", i.chain.status),
+        };
+        let chain = match (&i.chain.anchor, &i.chain.detail) {
+            (Some(anchor), None) => format!("{} (anchor {anchor})", i.chain.status),
+            (Some(anchor), Some(detail)) => {
+                format!("{} (anchor {anchor}): {detail}", i.chain.status)
+            }
             (None, Some(detail)) => format!("{}: {detail}", i.chain.status),
             (None, None) => i.chain.status.clone(),
-        },
-    });
-    let mut table = tabled::Table::new(rows);
-    table.with(Style::blank());
-    format!("{table}\n")
+        };
+        let sans = if i.sans.is_empty() {
+            "none".to_owned()
+        } else {
+            i.sans.join("\n             ")
+        };
+        let _ = write!(
+            out,
+            "{title}\n  subject    {}\n  issuer     {}\n  SANs       {sans}\n  serial     {}\n  valid      {} to {} ({days})\n  CA         {ca}\n  key        {}\n  chain      {chain}\n",
+            i.subject, i.issuer, i.serial, i.not_before, i.not_after, i.key_type,
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -107,8 +107,12 @@ pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
         _ => "debug,mc=trace",
     };
     let filter = EnvFilter::try_from_env("MC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: not in files, pipes or `kubectl logs`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format.unwrap_or_default() {
         LogFormat::Plain => builder.try_init(),

@@ -239,9 +239,22 @@ fn inspect_reports_the_chain_as_json() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("status: invalid"));
 
-    let table = run(&["identity", "inspect", issuer.to_str().unwrap()]);
+    let anchor = tmp.path().join("anchor.crt");
+    let table = run(&[
+        "identity",
+        "inspect",
+        anchor.to_str().unwrap(),
+        issuer.to_str().unwrap(),
+    ]);
     assert!(table.status.success());
-    assert!(String::from_utf8_lossy(&table.stdout).contains("DAYS LEFT"));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("days left"), "{text}");
+    assert!(text.contains("chain      ok"), "{text}");
+    // Fits a terminal: the temp-dir path is the only long part of any line.
+    let base = tmp.path().to_str().unwrap().len();
+    for line in text.lines() {
+        assert!(line.len() <= 80 + base, "{} columns: {line}", line.len());
+    }
 }
 
 #[test]

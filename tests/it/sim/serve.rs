@@ -101,3 +101,21 @@ fn sim_serve_rejects_invalid_cluster_names_with_a_hint() {
         "{err}"
     );
 }
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["sim", "serve", "--name", "west"])
+        .env_remove("MC_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mc runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = std::io::BufReader::new(stderr).lines().next();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a log line").expect("utf-8");
+    assert!(line.contains("simulated cluster listening"), "{line}");
+    assert!(!line.contains('\x1b'), "{line:?}");
+}

@@ -5,4 +5,5 @@ mod cli;
 mod gateway;
 mod identity;
 mod install;
+mod install_script;
 mod sim;

@@ -602,15 +602,18 @@ fn start_sim() -> Sim {
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
+    // The kubeconfig lives in the test's temp dir; so does kubectl's cache.
+    let dir = kubeconfig.parent().expect("kubeconfig in a directory");
+    let mut cmd = crate::support::kubectl(dir);
+    cmd.arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
         .spawn()
-        .expect("kubectl");
+        .unwrap_or_else(|e| panic!("{}", crate::support::spawn_error(&cmd, &e)));
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -746,7 +749,7 @@ subjects: [{kind: ServiceAccount, name: mc-remote-access-east, namespace: mc-sys
     let ca_file = dir.path().join("ca.crt");
     std::fs::write(&ca_file, ca).unwrap();
     let as_remote = |args: &[&str]| {
-        std::process::Command::new("kubectl")
+        crate::support::kubectl(dir.path())
             .arg("--kubeconfig=/dev/null")
             .arg(format!("--server={server}"))
             .arg(format!("--certificate-authority={}", ca_file.display()))

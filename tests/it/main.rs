@@ -7,3 +7,4 @@ mod identity;
 mod install;
 mod install_script;
 mod sim;
+mod support;

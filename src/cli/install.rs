@@ -45,8 +45,8 @@ pub struct InstallArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Prints a reference to every object `mc install` creates, namespaced objects first and the
-Link CRD last; needs no identity directory. Delete every Link first (`mc unlink`, or
-`kubectl delete links.mc.dev --all -n mc-system`) while mc-mirror still runs, so that its
+Link CRD last; needs no identity directory. Delete every Link first
+(`kubectl delete links.mc.dev --all -n mc-system`) while mc-mirror still runs, so that its
 finalizer removes the mirror Services.
 
 Examples:

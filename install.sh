@@ -5,7 +5,7 @@
 set -euo pipefail
 
 cargo=${CARGO:-cargo}
-min_minor=85
+min_minor=89
 
 # Where cargo will put the binary, by cargo's precedence: --root, CARGO_INSTALL_ROOT, CARGO_HOME.
 # A relative --root is taken relative to where the script was started, not to the checkout.
@@ -57,7 +57,7 @@ fi
 version=$(rustc --version | awk '{print $2}')
 minor=$(echo "$version" | cut -d. -f2)
 if [ "$(echo "$version" | cut -d. -f1)" -lt 1 ] || [ "$minor" -lt "$min_minor" ]; then
-  echo "error: rustc $version is too old; mc needs Rust 1.$min_minor or newer (edition 2024)." >&2
+  echo "error: rustc $version is too old; mc needs Rust 1.$min_minor or newer (its dependencies kube 5 and serde-saphyr do)." >&2
   echo "hint: run 'rustup update stable', then ./install.sh again." >&2
   exit 1
 fi

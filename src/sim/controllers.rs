@@ -527,10 +527,10 @@ pub fn run(shared: &Shared, state: &mut State) {
                 "/namespaces" => on_namespace(shared, state, ev),
                 "apiextensions.k8s.io/customresourcedefinitions" => {
                     crds_changed = true;
-                    if ev.etype == EventType::Deleted {
-                        if let Some(t) = super::registry::from_crd(&ev.object) {
-                            delete_all(state, &t.key(), None);
-                        }
+                    if ev.etype == EventType::Deleted
+                        && let Some(t) = super::registry::from_crd(&ev.object)
+                    {
+                        delete_all(state, &t.key(), None);
                     }
                 }
                 "/services" => {

@@ -101,3 +101,17 @@ fn install_sh_fails_when_no_new_mc_is_where_it_says() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_rust_version_install_sh_checks_is_the_crates_and_the_docs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let msrv = env!("CARGO_PKG_RUST_VERSION");
+    let minor = msrv.split('.').nth(1).expect("1.N");
+    assert!(
+        read("install.sh").contains(&format!("min_minor={minor}\n")),
+        "install.sh must check for Rust {msrv}"
+    );
+    assert!(read("README.md").contains(&format!("Rust {msrv} or newer")));
+    assert!(read("docs/installation.md").contains(&format!("({msrv}+")));
+}

@@ -20,9 +20,7 @@ pub enum ValuesError {
         #[source]
         source: YamlError,
     },
-    #[error(
-        "unknown value {key:?} (from {origin}); known values are listed in docs/installation.md (see `mc install --help`)"
-    )]
+    #[error("unknown value {key:?} (from {origin}); {}", unknown_key_hint(key))]
     UnknownKey { key: String, origin: String },
     #[error("value {key:?} (from {origin}) must be {expected}, not {found}")]
     WrongType {
@@ -45,6 +43,25 @@ pub enum ValuesError {
         "value \"gateway.outboundPortRange\" is {0:?}; it must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, clear of ports 4143, 4191 and 9990"
     )]
     PortRange(String),
+}
+
+/// Keys other tools' charts have and mc spells differently, with what to write instead.
+const SPELLED_DIFFERENTLY: &[(&str, &str)] = &[
+    (
+        "image.registry",
+        "the registry is part of image.repository (--set image.repository=localhost:5000/mc)",
+    ),
+    (
+        "image.name",
+        "the image name is image.repository (--set image.repository=ghcr.io/mc-dev/mc)",
+    ),
+];
+
+fn unknown_key_hint(key: &str) -> &'static str {
+    SPELLED_DIFFERENTLY.iter().find(|(k, _)| *k == key).map_or(
+        "known values are listed in docs/installation.md (see `mc install --help`)",
+        |(_, hint)| *hint,
+    )
 }
 
 /// Values whose every legal spelling is known: refused here with the list, not by the API server.
@@ -476,6 +493,16 @@ mod tests {
         let err = resolve(&[file], &[]).unwrap_err();
         assert!(err.to_string().contains("gateway.replica"), "{err}");
         assert!(err.to_string().contains("v.yaml"), "{err}");
+    }
+
+    #[test]
+    fn image_registry_points_at_image_repository() {
+        let err = resolve(&[], &sets(&["image.registry=localhost:5000"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--set image.repository=localhost:5000/mc"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -810,3 +810,41 @@ fn container_args_in_the_manifests_parse_with_this_binarys_cli() {
         }
     }
 }
+
+/// The Dockerfile cannot be built here (no container engine); what it must agree with is tested.
+#[test]
+fn the_dockerfile_agrees_with_the_manifests_and_the_crate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let defaults: Value = serde_saphyr::from_str(mc::render::values::DEFAULT_VALUES).unwrap();
+    // The default image tag is this crate's version: a release publishes exactly that tag.
+    assert_eq!(defaults["image"]["tag"], env!("CARGO_PKG_VERSION"));
+    // The image runs as the uid/gid the manifests pin, and its entrypoint is mc itself, since
+    // the manifests pass only arguments.
+    let uid = &defaults["securityContext"]["runAsUser"];
+    let gid = &defaults["securityContext"]["runAsGroup"];
+    assert!(
+        dockerfile.contains(&format!("\nUSER {uid}:{gid}\n")),
+        "USER {uid}:{gid}"
+    );
+    assert!(dockerfile.contains("\nENTRYPOINT [\"/usr/local/bin/mc\"]\n"));
+    let docs = documents(&rendered());
+    for (name, sub) in [("mc-gateway", "gateway"), ("mc-mirror", "mirror")] {
+        let deploy: Deployment = find(&docs, "Deployment", name);
+        let container = &deploy.spec.unwrap().template.spec.unwrap().containers[0];
+        assert_eq!(
+            container.command, None,
+            "{name} must rely on the entrypoint"
+        );
+        assert_eq!(container.args.as_ref().unwrap()[0], sub);
+    }
+    // The build stage's toolchain is at least the crate's rust-version.
+    let msrv = env!("CARGO_PKG_RUST_VERSION");
+    let image = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM docker.io/library/rust:"))
+        .expect("a rust build stage");
+    let version = image.split('-').next().unwrap();
+    let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    assert!(minor(version) >= minor(msrv), "rust:{version} < {msrv}");
+}

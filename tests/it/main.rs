@@ -2,9 +2,11 @@
 //! processes on 127.0.0.1.
 
 mod cli;
+mod docs;
 mod gateway;
 mod identity;
 mod install;
+mod install_script;
 mod link;
 mod mirror;
 mod node;

@@ -843,15 +843,15 @@ fn the_binary_serves_a_static_config_reports_ready_and_exits_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
-        .args(["gateway", "--config"])
-        .arg(&config)
-        .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
-        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .args(["--drain-timeout", "2s"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+            .args(["gateway", "--config"])
+            .arg(&config)
+            .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .args(["--drain-timeout", "2s"])
+            .stderr(std::process::Stdio::null()),
+    );
     let get = |path: &str| -> Option<String> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;

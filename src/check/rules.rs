@@ -28,6 +28,40 @@ pub const WARN_DAYS: i64 = 30;
 /// controller writes probe figures at least every 10 s).
 pub const STALE_AFTER: time::Duration = time::Duration::seconds(60);
 
+/// Every check id; each is a heading (an anchor) in docs/troubleshooting.md (a test holds both
+/// to it).
+pub const IDS: &[&str] = &[
+    "k8s-api",
+    "k8s-version",
+    "crd",
+    "rbac-objects",
+    "rbac-access",
+    "namespace",
+    "config",
+    "gateway-deployment",
+    "mirror-deployment",
+    "gateway-address",
+    "anchors-validity",
+    "issuer-chain",
+    "issuer-validity",
+    "gateway-certificate",
+    "links",
+    "link-credentials",
+    "link-token",
+    "link-remote",
+    "link-status-fresh",
+    "link-anchors",
+    "link-remote-access",
+    "link-mirrored",
+    "link-orphans",
+    "link-gateway",
+    "link-conflicts",
+    "link-daisy-chain",
+    "mirrors-without-link",
+    "outbound-ports",
+    "exported-mirrors",
+];
+
 /// Every check of every cluster, in print order.
 pub fn evaluate(clusters: &[ClusterFacts], now: OffsetDateTime) -> Vec<Check> {
     clusters.iter().flat_map(|c| cluster(c, now)).collect()

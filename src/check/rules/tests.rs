@@ -1,7 +1,7 @@
 //! The rules on a healthy cluster's facts, then one broken fact at a time: exactly the expected
 //! check changes its result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use super::*;
@@ -501,9 +501,11 @@ fn each_broken_fact_fails_or_warns_exactly_its_check() {
             vec![("exported-mirrors", Warning)],
         ),
     ];
+    let mut seen: BTreeSet<&str> = cluster(&healthy(), now()).iter().map(|c| c.id).collect();
     for (what, break_it, expected) in table {
         let mut f = healthy();
         break_it(&mut f);
+        seen.extend(cluster(&f, now()).iter().map(|c| c.id));
         assert_eq!(problems(&f), expected, "{what}");
         for c in cluster(&f, now())
             .iter()
@@ -515,6 +517,22 @@ fn each_broken_fact_fails_or_warns_exactly_its_check() {
                 "{what}: {hint}"
             );
         }
+    }
+    let known: BTreeSet<&str> = IDS.iter().copied().collect();
+    assert_eq!(
+        seen, known,
+        "the table exercises every check id, and IDS lists them all"
+    );
+}
+
+#[test]
+fn every_check_id_has_a_section_in_the_troubleshooting_docs() {
+    let doc = include_str!("../../../docs/troubleshooting.md");
+    for id in IDS {
+        assert!(
+            doc.contains(&format!("\n### {id}\n")),
+            "docs/troubleshooting.md lacks ### {id}"
+        );
     }
 }
 

@@ -112,9 +112,21 @@ pub struct LinkFacts {
     pub link: Link,
     /// The credentials Secret: `Ok(None)` when absent.
     pub credentials: Read<Option<Result<Credentials, String>>>,
+    /// Events the controller recorded on the Link, newest first.
+    pub events: Vec<LinkEvent>,
     /// The target as read by the user (another `--context`) or through the link's credentials
     /// (`--direct`); `None` when neither was asked for.
     pub remote: Option<RemoteView>,
+}
+
+/// A core/v1 Event on a Link (the mirror controller records one per condition transition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339 (`lastTimestamp`, else `eventTime`, else creation).
+    pub time: Option<String>,
 }
 
 /// What the credentials Secret's kubeconfig holds.

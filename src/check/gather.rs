@@ -17,11 +17,11 @@ use kube::{Client, ResourceExt};
 
 use super::facts::{
     AccessFact, ClusterFacts, Credentials, DeploymentFact, DeploymentState, GatewayServiceFact,
-    LinkFacts, MirrorFact, Read, RemoteView,
+    LinkEvent, LinkFacts, MirrorFact, Read, RemoteView,
 };
 use crate::k8s::{
     ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ClusterRole,
-    ClusterRoleBinding, ConfigMap, CustomResourceDefinition, Deployment, GATEWAY_NAME,
+    ClusterRoleBinding, ConfigMap, CustomResourceDefinition, Deployment, Event, GATEWAY_NAME,
     GATEWAY_PORT, ISSUER_SECRET, LABEL_EXPORTED, LABEL_MIRROR_OF, LINK_SECRET_KEY, Link,
     MIRROR_NAME, McConfig, Namespace, REMOTE_ACCESS_ROLE, Role, RoleBinding, Secret, Service,
     ServiceAccount,
@@ -342,20 +342,58 @@ async fn links(client: &Client, ns: &str) -> Read<Vec<LinkFacts>> {
         .await
         .map_err(|e| reason(&e))?;
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    // Events are history, not a verdict: when they cannot be read the checks go on without.
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
     let mut out = Vec::new();
     for link in links.items {
         let secret_name = link.spec.credentials_secret.clone();
         let credentials = get_opt(&secrets, &secret_name)
             .await
             .map(|s| s.map(|s| credentials(&s, &format!("{ns}/{secret_name}"))));
+        let events = link_events(&events, &link.name_any());
         out.push(LinkFacts {
             link,
             credentials,
+            events,
             remote: None,
         });
     }
     out.sort_by_key(|l| l.link.name_any());
     Ok(out)
+}
+
+/// The Events on Link `name`, newest first.
+fn link_events(events: &[Event], name: &str) -> Vec<LinkEvent> {
+    let mut out: Vec<LinkEvent> = events
+        .iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some("Link")
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .map(|e| LinkEvent {
+            warning: e.type_.as_deref() == Some("Warning"),
+            reason: e.reason.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+            time: e
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .or_else(|| e.event_time.as_ref().map(|t| t.0.to_string()))
+                .or_else(|| {
+                    e.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                }),
+        })
+        .collect();
+    // RFC 3339 in UTC sorts as text.
+    out.sort_by(|a, b| b.time.cmp(&a.time));
+    out
 }
 
 /// The kubeconfig of a link Secret and its token's expiry.

@@ -646,6 +646,24 @@ pub fn age(d: time::Duration) -> String {
     }
 }
 
+/// `; last Warning event 2m ago: <reason>: <message>` from the Link's Events (empty if none):
+/// what the controller said last, and since when.
+fn last_warning(lf: &LinkFacts, now: OffsetDateTime) -> String {
+    lf.events
+        .iter()
+        .find(|e| e.warning)
+        .map(|e| {
+            let when = e
+                .time
+                .as_deref()
+                .and_then(parse_time)
+                .map(|t| format!(" {} ago", age(now - t)))
+                .unwrap_or_default();
+            format!("; last Warning event{when}: {}: {}", e.reason, e.message)
+        })
+        .unwrap_or_default()
+}
+
 fn links(l: &mut Lines<'_>, f: &ClusterFacts, config: &McConfig, now: OffsetDateTime) {
     let links = match &f.links {
         Ok(links) => links,
@@ -871,7 +889,12 @@ fn link(
             l.fail(
                 "link-remote",
                 name,
-                format!("{}: {}{last_sync}", c.reason, c.message),
+                format!(
+                    "{}: {}{last_sync}{}",
+                    c.reason,
+                    c.message,
+                    last_warning(lf, now)
+                ),
                 &fix,
             )
         }
@@ -895,7 +918,11 @@ fn link(
             l.warn(
                 "link-status-fresh",
                 name,
-                format!("the last probe was recorded {} ago", age(now - t)),
+                format!(
+                    "the last probe was recorded {} ago{}",
+                    age(now - t),
+                    last_warning(lf, now)
+                ),
                 "check that the mc-mirror Deployment is available",
             );
         } else {
@@ -924,9 +951,16 @@ fn link(
         Some(g) => l.fail(
             "link-gateway",
             name,
-            cond(link, condition::GATEWAY_ALIVE)
-                .map(|c| c.message.clone())
-                .unwrap_or_else(|| format!("{} probes failed in a row", g.consecutive_failures)),
+            format!(
+                "{}{}",
+                cond(link, condition::GATEWAY_ALIVE)
+                    .map(|c| c.message.clone())
+                    .unwrap_or_else(|| format!(
+                        "{} probes failed in a row",
+                        g.consecutive_failures
+                    )),
+                last_warning(lf, now)
+            ),
             &format!(
                 "check the mc-gateway Deployment of {target} and that {}:{} is reachable from this cluster",
                 link.spec.gateway_addresses.join(","),

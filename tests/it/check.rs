@@ -297,12 +297,18 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
     assert_eq!(rows[0]["alive"], true);
     assert!(rows[0]["p50Ms"].is_u64(), "{rows:?}");
     scale(&p.west, "mc-gateway", 0).await;
-    until_failing(
+    let doc = until_failing(
         kc,
         &both,
         &[("west", "gateway-deployment"), ("east", "link-gateway")],
     )
     .await;
+    // The controller's Event on the Link says since when.
+    let message = find(&doc, "east", "link-gateway")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("last Warning event"), "{message}");
     let rows = stat(kc).await;
     assert_eq!(rows[0]["alive"], false, "{rows:?}");
     assert_eq!(rows[0]["status"], "GatewayNotAlive", "{rows:?}");
@@ -491,7 +497,11 @@ async fn gateways_stat_without_links_says_so() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("No Links in lonely"), "{text}");
     assert!(text.contains("mc link --from"), "{text}");
-    let out = mc_with(&sim.kubeconfig, &["gateways", "stat", "-o", "json"]).await;
+    let out = mc_with(
+        &sim.kubeconfig,
+        &["gateways", "stat", "--all-contexts", "-o", "json"],
+    )
+    .await;
     assert_eq!(
         serde_json::from_slice::<Value>(&out.stdout).unwrap(),
         serde_json::json!([])

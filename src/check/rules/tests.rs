@@ -181,6 +181,7 @@ fn healthy() -> ClusterFacts {
             token_expiry: Some(now().unix_timestamp() + 365 * 86400),
             kubeconfig: String::new(),
         }))),
+        events: vec![],
         remote: Some(RemoteView {
             via: "context west".into(),
             config: Ok(Some(Ok(config("west", &p.anchor.cert_pem)))),
@@ -534,6 +535,34 @@ fn every_check_id_has_a_section_in_the_troubleshooting_docs() {
             "docs/troubleshooting.md lacks ### {id}"
         );
     }
+}
+
+#[test]
+fn a_failing_gateway_check_quotes_the_last_warning_event_on_the_link() {
+    let mut f = healthy();
+    status(&mut f).gateway.as_mut().unwrap().alive = false;
+    link_facts(&mut f).events = vec![
+        crate::check::facts::LinkEvent {
+            warning: false,
+            reason: "ProbeSucceeded".into(),
+            message: "fine".into(),
+            time: Some("2027-01-15T07:59:00Z".into()),
+        },
+        crate::check::facts::LinkEvent {
+            warning: true,
+            reason: "ProbeFailed".into(),
+            message: "connection refused".into(),
+            time: Some("2027-01-15T07:58:00Z".into()),
+        },
+    ];
+    let checks = cluster(&f, now());
+    let gw = checks.iter().find(|c| c.id == "link-gateway").unwrap();
+    assert!(
+        gw.message
+            .ends_with("; last Warning event 2m ago: ProbeFailed: connection refused"),
+        "{}",
+        gw.message
+    );
 }
 
 #[test]

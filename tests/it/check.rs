@@ -414,6 +414,13 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
         &[("east", "mirror-deployment"), ("east", "link-orphans")],
     )
     .await;
+    // The stopped Pod's Lease is still held (mc-mirror in a node-sim Pod does not release it
+    // on SIGTERM today); deleting it spares the new Pod the 15 s wait for it to expire.
+    kubectl_ok(
+        &p.east,
+        &["-n", "mc-system", "delete", "lease", "mc-mirror"],
+    )
+    .await;
     scale(&p.east, "mc-mirror", 1).await;
     passes(kc, &both).await;
 
@@ -446,26 +453,15 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
     );
     put_issuer(&p.west, &original).await;
     passes(kc, &both).await;
-}
 
-/// A cluster installed from another anchor and linked by hand-written objects: east's check
-/// with `--direct` reads the target's anchors through the link's credentials.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_to_a_cluster_with_another_anchor_fails_the_anchor_check() {
-    if !have_kubectl() {
-        return;
-    }
-    let p = linked_node_pair((28, 29)).await;
-    let kc = p.kubeconfig.as_path();
-    passes(kc, &["--context", "east", "--direct"]).await;
+    // A cluster installed from another anchor, linked by hand-written objects (its probe points
+    // at west's gateway, which answers): `--direct` reads north's anchors through the link's
+    // credentials.
+    let direct = ["--context", "east", "--direct"];
+    passes(kc, &direct).await;
     let north = installed(&Trust::new(), "north", 18).await;
     link_by_hand(&p.east, "east", &north, "north", &p.west_gateway).await;
-    let doc = until_failing(
-        kc,
-        &["--context", "east", "--direct"],
-        &[("east", "link-anchors")],
-    )
-    .await;
+    let doc = until_failing(kc, &direct, &[("east", "link-anchors")]).await;
     let c = find(&doc, "east", "link-anchors");
     assert_eq!(c["link"], "north", "{c}");
     assert!(
@@ -482,7 +478,7 @@ async fn a_link_to_a_cluster_with_another_anchor_fails_the_anchor_check() {
         .delete("north", &DeleteParams::default())
         .await
         .unwrap();
-    passes(kc, &["--context", "east", "--direct"]).await;
+    passes(kc, &direct).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

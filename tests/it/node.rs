@@ -4,7 +4,7 @@
 //! Each test gives its clusters ClusterIP bases of their own (127.20-127.29 here; the
 //! `mc sim serve` test gets the command's 127.10), so that Pod and load-balancer ranges
 //! (derived: +90 and +190 in the second octet) never overlap. `mc check`'s tests (tests/it/check.rs)
-//! use 127.26-127.29 and the helpers marked `pub` here.
+//! use 127.26-127.27 and the helpers marked `pub` here.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};

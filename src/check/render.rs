@@ -69,6 +69,10 @@ pub fn text(checks: &[Check], style: Style) -> String {
         seen
     };
     for context in &contexts {
+        let shown = |c: &&Check| c.context == *context && (!style.short || c.result != Outcome::Ok);
+        if !checks.iter().any(|c| shown(&c)) {
+            continue;
+        }
         if contexts.len() > 1 {
             let _ = writeln!(
                 out,
@@ -116,7 +120,16 @@ pub fn text(checks: &[Check], style: Style) -> String {
         }
     }
     let summary = Summary::of(checks);
-    let _ = writeln!(out, "{}", summary.line(style.fancy));
+    let worst = match (summary.errors, summary.warnings) {
+        (0, 0) => Outcome::Ok,
+        (0, _) => Outcome::Warning,
+        _ => Outcome::Error,
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(&summary.line(style.fancy), worst, style.color)
+    );
     out
 }
 
@@ -177,8 +190,9 @@ mod tests {
         assert!(t.contains("\x1b[33m‼\x1b[0m something holds"), "{t}");
         assert!(!t.contains("kubernetes"), "{t}");
         assert!(t.contains("context west"), "{t}");
+        assert!(!t.contains("context east"), "nothing to show for east: {t}");
         assert!(
-            t.ends_with("Status check results are ‼: 1 warning\n"),
+            t.ends_with("\x1b[33mStatus check results are ‼: 1 warning\x1b[0m\n"),
             "{t}"
         );
         let all_ok = [check("east", Category::Kubernetes, None, Outcome::Ok)];

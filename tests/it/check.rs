@@ -324,6 +324,33 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
     )
     .await;
 
+    // --watch prints a fresh table every probe period (1 s for these Links) until stopped.
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(["gateways", "stat", "--context", "east", "--watch"])
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut tables = 0;
+    while tables < 2 {
+        let line = tokio::time::timeout(LIMIT, lines.next_line())
+            .await
+            .expect("a refreshed table")
+            .unwrap()
+            .expect("mc gateways stat --watch keeps running");
+        if line.contains("SOURCE") {
+            tables += 1;
+        } else if line.contains("west") {
+            assert!(line.contains(" yes "), "{line}");
+        }
+    }
+    watch.kill().await.unwrap();
+
     // West revokes east's access. The controller's open watch keeps going until it reconnects
     // (as with a real API server), so it is west's side, read live, that shows it at once.
     // Linking again repairs it.

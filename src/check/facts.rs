@@ -25,6 +25,8 @@ pub struct ClusterFacts {
     /// What the components' ServiceAccounts may do (SelfSubjectAccessReview as each of them);
     /// `Err` when impersonation is not allowed to the caller.
     pub access: Read<Vec<AccessFact>>,
+    /// `Some(why impersonation was refused)` when `access` was judged from the roles instead.
+    pub access_by_rules: Option<String>,
     pub namespace_exists: Read<bool>,
     /// `None`: `mc-config` does not exist.
     pub config: Read<Option<Result<McConfig, String>>>,
@@ -57,6 +59,7 @@ impl ClusterFacts {
             crd: Err(no()),
             rbac_objects: Err(no()),
             access: Err(no()),
+            access_by_rules: None,
             namespace_exists: Err(no()),
             config: Err(no()),
             deployments: Vec::new(),

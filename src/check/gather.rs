@@ -19,6 +19,7 @@ use super::facts::{
     AccessFact, ClusterFacts, Credentials, DeploymentFact, DeploymentState, GatewayServiceFact,
     LinkEvent, LinkFacts, MirrorFact, Read, RemoteView,
 };
+use super::rbac::{self, NEEDS, Need, RbacObjects};
 use crate::k8s::{
     ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ClusterRole,
     ClusterRoleBinding, ConfigMap, CustomResourceDefinition, Deployment, Event, GATEWAY_NAME,
@@ -93,7 +94,7 @@ pub async fn cluster(mut config: kube::Config, context: &str, namespace: &str) -
         })
     });
     f.rbac_objects = rbac_objects(&client, ns).await;
-    f.access = access(&config, ns).await;
+    (f.access, f.access_by_rules) = access(&client, &config, ns).await;
     f.namespace_exists = get_opt(&Api::<Namespace>::all(client.clone()), ns)
         .await
         .map(|n| n.is_some());
@@ -193,60 +194,46 @@ async fn rbac_objects(client: &Client, ns: &str) -> Read<Vec<(String, String, bo
     Ok(out)
 }
 
-/// `(account, verb, group, resource, subresource, name, namespaced)`: what each component does.
-const NEEDS: &[(&str, &str, &str, &str, &str, &str, bool)] = &[
-    (GATEWAY_NAME, "watch", "", "services", "", "", false),
-    (
-        GATEWAY_NAME,
-        "watch",
-        "discovery.k8s.io",
-        "endpointslices",
-        "",
-        "",
-        false,
-    ),
-    (GATEWAY_NAME, "watch", "mc.dev", "links", "", "", true),
-    (GATEWAY_NAME, "get", "", "configmaps", "", CONFIG_MAP, true),
-    (GATEWAY_NAME, "get", "", "secrets", "", ISSUER_SECRET, true),
-    (MIRROR_NAME, "create", "", "services", "", "", false),
-    (MIRROR_NAME, "delete", "", "services", "", "", false),
-    (
-        MIRROR_NAME,
-        "create",
-        "discovery.k8s.io",
-        "endpointslices",
-        "",
-        "",
-        false,
-    ),
-    (MIRROR_NAME, "watch", "", "namespaces", "", "", false),
-    (MIRROR_NAME, "watch", "mc.dev", "links", "", "", true),
-    (MIRROR_NAME, "patch", "mc.dev", "links", "status", "", true),
-    (
-        MIRROR_NAME,
-        "update",
-        "mc.dev",
-        "links",
-        "finalizers",
-        "",
-        true,
-    ),
-    (MIRROR_NAME, "get", "", "secrets", "", "", true),
-    (MIRROR_NAME, "get", "", "configmaps", "", CONFIG_MAP, true),
-    (
-        MIRROR_NAME,
-        "update",
-        "coordination.k8s.io",
-        "leases",
-        "",
-        crate::k8s::MIRROR_LEASE,
-        true,
-    ),
-    (MIRROR_NAME, "create", "", "events", "", "", true),
-];
+/// What each component's ServiceAccount may do: SelfSubjectAccessReviews while impersonating
+/// it; when impersonation is refused, judged from the roles and bindings (the refusal is kept
+/// in `ClusterFacts::access_by_rules`).
+async fn access(
+    client: &Client,
+    config: &kube::Config,
+    ns: &str,
+) -> (Read<Vec<AccessFact>>, Option<String>) {
+    match impersonated_reviews(config, ns).await {
+        Ok(facts) => (Ok(facts), None),
+        Err(refused) => match rbac_objects_of(client, ns).await {
+            Ok(objects) => {
+                let facts = NEEDS
+                    .iter()
+                    .map(|n| access_fact(n, ns, rbac::rules_allow(&objects, ns, n)))
+                    .collect();
+                (Ok(facts), Some(refused))
+            }
+            Err(e) => (
+                Err(format!(
+                    "cannot impersonate ({refused}) nor read the RBAC objects ({e})"
+                )),
+                None,
+            ),
+        },
+    }
+}
 
-/// SelfSubjectAccessReviews as each component's ServiceAccount (impersonation).
-async fn access(config: &kube::Config, ns: &str) -> Read<Vec<AccessFact>> {
+fn access_fact(n: &Need, ns: &str, allowed: bool) -> AccessFact {
+    AccessFact {
+        account: n.account.to_owned(),
+        verb: n.verb.to_owned(),
+        group: n.group.to_owned(),
+        resource: n.resource_path(),
+        namespace: n.namespaced.then(|| ns.to_owned()),
+        allowed,
+    }
+}
+
+async fn impersonated_reviews(config: &kube::Config, ns: &str) -> Read<Vec<AccessFact>> {
     let mut clients = BTreeMap::new();
     for account in [GATEWAY_NAME, MIRROR_NAME] {
         let mut c = config.clone();
@@ -259,40 +246,56 @@ async fn access(config: &kube::Config, ns: &str) -> Read<Vec<AccessFact>> {
         clients.insert(account, Client::try_from(c).map_err(|e| e.to_string())?);
     }
     let mut out = Vec::new();
-    for (account, verb, group, resource, sub, name, namespaced) in NEEDS {
-        let client = &clients[account];
+    for n in NEEDS {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
-                    verb: Some((*verb).into()),
-                    group: Some((*group).into()),
-                    resource: Some((*resource).into()),
-                    subresource: (!sub.is_empty()).then(|| (*sub).into()),
-                    name: (!name.is_empty()).then(|| (*name).into()),
-                    namespace: namespaced.then(|| ns.to_owned()),
+                    verb: Some(n.verb.into()),
+                    group: Some(n.group.into()),
+                    resource: Some(n.resource.into()),
+                    subresource: (!n.subresource.is_empty()).then(|| n.subresource.into()),
+                    name: (!n.name.is_empty()).then(|| n.name.into()),
+                    namespace: n.namespaced.then(|| ns.to_owned()),
                     ..Default::default()
                 }),
                 ..Default::default()
             },
             ..Default::default()
         };
-        let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        let answer = Api::<SelfSubjectAccessReview>::all(clients[n.account].clone())
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| reason(&e))?;
-        out.push(AccessFact {
-            account: (*account).to_owned(),
-            verb: (*verb).to_owned(),
-            group: (*group).to_owned(),
-            resource: match *sub {
-                "" => (*resource).to_owned(),
-                s => format!("{resource}/{s}"),
-            },
-            namespace: namespaced.then(|| ns.to_owned()),
-            allowed: answer.status.is_some_and(|s| s.allowed),
-        });
+        out.push(access_fact(n, ns, answer.status.is_some_and(|s| s.allowed)));
     }
     Ok(out)
+}
+
+async fn rbac_objects_of(client: &Client, ns: &str) -> Read<RbacObjects> {
+    let lp = ListParams::default();
+    let e = |e: kube::Error| reason(&e);
+    Ok(RbacObjects {
+        cluster_roles: Api::<ClusterRole>::all(client.clone())
+            .list(&lp)
+            .await
+            .map_err(e)?
+            .items,
+        cluster_role_bindings: Api::<ClusterRoleBinding>::all(client.clone())
+            .list(&lp)
+            .await
+            .map_err(e)?
+            .items,
+        roles: Api::<Role>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(e)?
+            .items,
+        role_bindings: Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(e)?
+            .items,
+    })
 }
 
 fn deployment_state(d: Deployment) -> DeploymentState {

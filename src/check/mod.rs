@@ -9,10 +9,11 @@
 //! The checks read what the controllers observed (Link status and conditions) rather than
 //! dialling remote API servers from the operator's machine, which may not reach addresses that
 //! work inside the clusters. Several `--context`s, or `--direct` (the link's own credentials),
-//! add live comparisons across clusters. May touch the network: `gather`, `tls`. Pure: the rest.
+//! add live comparisons across clusters. May touch the network: `gather`, `tls`. Pure: the rest (`rbac` judges roles when impersonation is refused).
 
 pub mod facts;
 pub mod gather;
+pub mod rbac;
 pub mod render;
 pub mod rules;
 pub mod stat;

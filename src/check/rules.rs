@@ -241,17 +241,23 @@ fn kubernetes(l: &mut Lines<'_>, f: &ClusterFacts) -> bool {
                     format!("{} cannot {} {resource}{scope}", a.account, a.verb)
                 })
                 .collect();
+            let how = match &f.access_by_rules {
+                None => "asked as each ServiceAccount".to_owned(),
+                Some(refused) => {
+                    format!("judged from the roles and bindings: cannot impersonate ({refused})")
+                }
+            };
             if denied.is_empty() {
                 l.ok(
                     "rbac-access",
                     access,
-                    format!("{} access reviews allowed", facts.len()),
+                    format!("{} permissions granted ({how})", facts.len()),
                 );
             } else {
                 l.fail(
                     "rbac-access",
                     access,
-                    denied.join("; "),
+                    format!("{} ({how})", denied.join("; ")),
                     "apply the output of `mc install` again (it renders the roles)",
                 );
             }
@@ -259,7 +265,7 @@ fn kubernetes(l: &mut Lines<'_>, f: &ClusterFacts) -> bool {
         Err(e) => l.warn(
             "rbac-access",
             access,
-            format!("not verified: cannot impersonate the ServiceAccounts ({e})"),
+            format!("not verified: {e}"),
             "run mc check as a user allowed to impersonate, or compare the roles with `mc install`",
         ),
     }

@@ -530,3 +530,42 @@ async fn gateways_stat_without_links_says_so() {
         serde_json::json!([])
     );
 }
+
+/// A user who may read everything but not impersonate: the RBAC check falls back to judging
+/// the roles and bindings, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_impersonation_the_access_check_reads_the_roles() {
+    if !have_kubectl() {
+        return;
+    }
+    let sim = installed(&Trust::new(), "audited", 16).await;
+    sim.kubectl_ok(&["create", "serviceaccount", "auditor"]).await;
+    sim.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "auditor",
+        "--verb=get,list,watch",
+        "--resource=*.*",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "auditor",
+        "--clusterrole=auditor",
+        "--serviceaccount=default:auditor",
+    ])
+    .await;
+    let token = sim
+        .cluster
+        .service_account_token("default", "auditor", Duration::from_secs(600))
+        .unwrap();
+    let kc = sim.dir.path().join("auditor");
+    write_kubeconfig(&kc, &sim.cluster.kubeconfig_with_token(&token)).unwrap();
+    let (_, doc) = check(&kc, &[]).await;
+    let c = find(&doc, "audited", "rbac-access");
+    assert_eq!(c["result"], "ok", "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(message.contains("judged from the roles"), "{message}");
+    assert!(message.contains("16 permissions granted"), "{message}");
+}

@@ -566,6 +566,16 @@ fn a_failing_gateway_check_quotes_the_last_warning_event_on_the_link() {
 }
 
 #[test]
+fn access_judged_from_the_roles_says_so() {
+    let mut f = healthy();
+    f.access_by_rules = Some("impersonation forbidden (403)".into());
+    let checks = cluster(&f, now());
+    let c = checks.iter().find(|c| c.id == "rbac-access").unwrap();
+    assert_eq!(c.result, Outcome::Ok);
+    assert!(c.message.contains("judged from the roles"), "{}", c.message);
+}
+
+#[test]
 fn an_unreachable_api_or_a_missing_namespace_stops_the_checks_that_depend_on_it() {
     let mut f = healthy();
     f.version = Err("connection refused".into());

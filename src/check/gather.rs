@@ -34,13 +34,7 @@ const TLS_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Flattens a kube error to its most useful sentence.
-fn reason(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
-    }
-}
+use crate::runtime::client::reason;
 
 async fn get_opt<K>(api: &Api<K>, name: &str) -> Read<Option<K>>
 where

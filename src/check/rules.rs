@@ -13,6 +13,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::facts::{ClusterFacts, DeploymentFact, LinkFacts, MirrorFact, RemoteView};
 use super::{Category, Check, DOCS, Outcome};
+use crate::identity::store::rfc3339;
 use crate::identity::verify::{Validity, validity_at};
 use crate::k8s::link::{Condition, condition};
 use crate::k8s::{McConfig, link_secret_name, remote_access_account};
@@ -477,11 +478,6 @@ fn validity(der: &[u8], now: OffsetDateTime) -> (Outcome, String) {
             (result, format!("{left} left, until {}", date(not_after)))
         }
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 fn identity(l: &mut Lines<'_>, f: &ClusterFacts, config: &McConfig, now: OffsetDateTime) {

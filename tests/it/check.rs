@@ -539,7 +539,8 @@ async fn without_impersonation_the_access_check_reads_the_roles() {
         return;
     }
     let sim = installed(&Trust::new(), "audited", 16).await;
-    sim.kubectl_ok(&["create", "serviceaccount", "auditor"]).await;
+    sim.kubectl_ok(&["create", "serviceaccount", "auditor"])
+        .await;
     sim.kubectl_ok(&[
         "create",
         "clusterrole",

@@ -10,6 +10,7 @@ pub use config::{McConfig, McConfigError};
 pub use link::{Link, LinkSpec, LinkStatus};
 
 // The Kubernetes types mc uses, from one place.
+pub use k8s_openapi::api::apps::v1::Deployment;
 pub use k8s_openapi::api::coordination::v1::Lease;
 pub use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
@@ -17,7 +18,10 @@ pub use k8s_openapi::api::core::v1::{
 pub use k8s_openapi::api::discovery::v1::{
     Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
 };
-pub use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+pub use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
+};
+pub use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 pub use kube::api::ObjectMeta;
 
 /// API group of mc's own resources.

@@ -127,22 +127,22 @@ pub async fn cluster(mut config: kube::Config, context: &str, namespace: &str) -
             .and_then(|d| d.get(crate::k8s::config::ISSUER_KEY_CERT).cloned())
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
     });
-    if let (Ok(Some(svc)), Ok(Some(Ok(config)))) = (&f.gateway_service, &f.config) {
-        if let Some(host) = svc.addresses.first() {
-            let identity = config.gateway_identity.clone().unwrap_or_else(|| {
-                crate::identity::gateway_dns_name_in(ns, &config.cluster_name, &config.trust_domain)
-            });
-            let addr = if host.contains(':') {
-                format!("[{host}]:{GATEWAY_PORT}")
-            } else {
-                format!("{host}:{GATEWAY_PORT}")
-            };
-            f.gateway_chain = Some(
-                super::tls::presented_chain(&addr, &identity, TLS_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string()),
-            );
-        }
+    if let (Ok(Some(svc)), Ok(Some(Ok(config)))) = (&f.gateway_service, &f.config)
+        && let Some(host) = svc.addresses.first()
+    {
+        let identity = config.gateway_identity.clone().unwrap_or_else(|| {
+            crate::identity::gateway_dns_name_in(ns, &config.cluster_name, &config.trust_domain)
+        });
+        let addr = if host.contains(':') {
+            format!("[{host}]:{GATEWAY_PORT}")
+        } else {
+            format!("{host}:{GATEWAY_PORT}")
+        };
+        f.gateway_chain = Some(
+            super::tls::presented_chain(&addr, &identity, TLS_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     f.links = links(&client, ns).await;
     f.mirrors = Api::<Service>::all(client.clone())

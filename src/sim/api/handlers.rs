@@ -663,9 +663,16 @@ fn finish_update(
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
     if info.sub.as_deref() == Some("status") {
-        // Only .status changes through /status.
+        // Only .status changes through /status, and the managedFields an apply computed.
         let status = new.get("status").cloned();
+        let applied_fields = new
+            .pointer("/metadata/managedFields")
+            .filter(|_| manager.is_none())
+            .cloned();
         new = live.clone();
+        if let Some(fields) = applied_fields {
+            new["metadata"]["managedFields"] = fields;
+        }
         match status {
             Some(s) => new["status"] = s,
             None => {

@@ -69,3 +69,108 @@ async fn kube_runtime_finalizer_adds_and_removes_its_finalizer() {
     )
     .await;
 }
+
+async fn create_crd(client: &kube::Client, group: &str) -> kube::discovery::ApiResource {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                   "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("crd");
+    crds.create(&PostParams::default(), &crd).await.expect("crd created");
+    kube::discovery::ApiResource {
+        group: group.into(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    }
+}
+
+fn managers(obj: &kube::api::DynamicObject) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = obj
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+                m.subresource.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Server-side apply on `/status` tracks ownership per manager, as on the main resource.
+#[tokio::test]
+async fn server_side_apply_on_status_tracks_and_prunes_per_manager() {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use serde_json::json;
+    let sim = start_sim("conv-ssa-status").await;
+    let ar = create_crd(&sim.client, "ssa.example.com").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(sim.client.clone(), "default", &ar);
+    let spec = json!({"apiVersion": "ssa.example.com/v1", "kind": "Widget",
+                      "metadata": {"name": "w"}, "spec": {"size": 1}});
+    api.patch("w", &PatchParams::apply("owner"), &Patch::Apply(&spec))
+        .await
+        .expect("spec applied");
+    let status = |fields: serde_json::Value| {
+        json!({"apiVersion": "ssa.example.com/v1", "kind": "Widget",
+               "metadata": {"name": "w"}, "status": fields})
+    };
+    api.patch_status(
+        "w",
+        &PatchParams::apply("ctl-a"),
+        &Patch::Apply(&status(json!({"a": "1", "shared": "x"}))),
+    )
+    .await
+    .expect("status applied by a");
+    let after_b = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("ctl-b"),
+            &Patch::Apply(&status(json!({"b": "2"}))),
+        )
+        .await
+        .expect("status applied by b");
+    assert_eq!(
+        managers(&after_b),
+        vec![
+            ("ctl-a".into(), "Apply".into(), "status".into()),
+            ("ctl-b".into(), "Apply".into(), "status".into()),
+            ("owner".into(), "Apply".into(), "".into()),
+        ]
+    );
+    assert_eq!(after_b.data["status"], json!({"a": "1", "shared": "x", "b": "2"}));
+    // ctl-a stops sending `shared`: it goes, and what b owns stays.
+    let after = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("ctl-a"),
+            &Patch::Apply(&status(json!({"a": "1"}))),
+        )
+        .await
+        .expect("status re-applied by a");
+    assert_eq!(after.data["status"], json!({"a": "1", "b": "2"}));
+    assert_eq!(after.data["spec"], json!({"size": 1}));
+    // A status apply may not change the spec, nor may a spec apply touch the status.
+    let mut sneaky = status(json!({"a": "1"}));
+    sneaky["spec"] = json!({"size": 9});
+    let after = api
+        .patch_status("w", &PatchParams::apply("ctl-a"), &Patch::Apply(&sneaky))
+        .await
+        .expect("status apply with a spec");
+    assert_eq!(after.data["spec"], json!({"size": 1}));
+    assert_eq!(managers(&after).len(), 3);
+}

@@ -447,6 +447,21 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     if state.get(&rt.key(), ns_of(info), &name).is_some() {
         return Err(status::already_exists(&rt.group, &rt.plural, &name));
     }
+    let crd_terminating = rt.from_crd
+        && state
+            .get(
+                controllers::CRDS,
+                "",
+                &format!("{}.{}", rt.plural, rt.group),
+            )
+            .is_some_and(|crd| crd.pointer("/metadata/deletionTimestamp").is_some());
+    if crd_terminating {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "create not allowed while custom resource definition is terminating",
+        ));
+    }
     if rt.namespaced {
         let ns_obj = state.get("/namespaces", "", ns_of(info));
         if ns_obj.is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
@@ -734,10 +749,15 @@ fn finish_update(
         return Ok(Reply::json(200, present(&new, rt, &info.version)));
     }
     let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
-    let no_finalizers = new
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+    // A namespace is also held by its spec finalizers (`kubernetes`: the namespace controller).
+    let no_finalizers = ["/metadata/finalizers", "/spec/finalizers"]
+        .iter()
+        .filter(|p| p.starts_with("/metadata") || rt.key() == "/namespaces")
+        .all(|p| {
+            new.pointer(p)
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+        });
     let stored = state.put(&rt.key(), new, EventType::Modified);
     if terminating && no_finalizers {
         state.remove(&rt.key(), ns_of(info), &name);

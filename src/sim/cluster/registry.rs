@@ -431,14 +431,13 @@ impl Registry {
             .collect()
     }
 
-    /// Rebuilds the CRD part from the established CRDs in the store.
+    /// Rebuilds the CRD part from the CRDs in the store. A terminating CRD is still served
+    /// (its custom resources must be readable and their finalizers removable); creates are
+    /// refused by the handlers.
     pub fn with_crds<'a>(&self, crds: impl Iterator<Item = &'a Value>) -> Registry {
         let mut types: Vec<Arc<ResourceType>> =
             self.types.iter().filter(|t| !t.from_crd).cloned().collect();
         for crd in crds {
-            if crd.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
             if let Some(t) = from_crd(crd) {
                 if types
                     .iter()

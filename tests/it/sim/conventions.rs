@@ -84,7 +84,9 @@ async fn create_crd(client: &kube::Client, group: &str) -> kube::discovery::ApiR
                                    "x-kubernetes-preserve-unknown-fields": true}}}]}
     }))
     .expect("crd");
-    crds.create(&PostParams::default(), &crd).await.expect("crd created");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("crd created");
     kube::discovery::ApiResource {
         group: group.into(),
         version: "v1".into(),
@@ -152,7 +154,10 @@ async fn server_side_apply_on_status_tracks_and_prunes_per_manager() {
             ("owner".into(), "Apply".into(), "".into()),
         ]
     );
-    assert_eq!(after_b.data["status"], json!({"a": "1", "shared": "x", "b": "2"}));
+    assert_eq!(
+        after_b.data["status"],
+        json!({"a": "1", "shared": "x", "b": "2"})
+    );
     // ctl-a stops sending `shared`: it goes, and what b owns stays.
     let after = api
         .patch_status(
@@ -173,4 +178,205 @@ async fn server_side_apply_on_status_tracks_and_prunes_per_manager() {
         .expect("status apply with a spec");
     assert_eq!(after.data["spec"], json!({"size": 1}));
     assert_eq!(managers(&after).len(), 3);
+}
+
+fn quick_namespace_deletion(name: &str) -> mc::sim::SimConfig {
+    let mut config = mc::sim::SimConfig::new(name);
+    config.namespace_deletion_delay = Duration::from_millis(50);
+    config
+}
+
+/// A namespace whose content holds finalizers stays `Terminating`, saying what remains, until
+/// the finalizers are gone; as `kubectl` shows it.
+#[tokio::test]
+async fn a_namespace_waits_for_finalizers_on_its_content() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = super::start_sim_with(quick_namespace_deletion("conv-ns-final")).await;
+    sim.kubectl_ok(&["create", "namespace", "app"]).await;
+    sim.kubectl_ok(&[
+        "-n",
+        "app",
+        "create",
+        "configmap",
+        "held",
+        "--from-literal=a=b",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "-n",
+        "app",
+        "create",
+        "configmap",
+        "free",
+        "--from-literal=a=b",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "-n",
+        "app",
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await;
+    sim.kubectl_ok(&["delete", "namespace", "app", "--wait=false"])
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "app");
+    eventually(
+        Duration::from_secs(5),
+        "the namespace controller to run",
+        || async { cms.get_opt("free").await.unwrap().is_none().then_some(()) },
+    )
+    .await;
+    let conditions = sim
+        .kubectl_ok(&["get", "namespace", "app", "-o",
+            r#"jsonpath={.status.phase} {range .status.conditions[?(@.status=="True")]}{.type}: {.message}; {end}"#])
+        .await;
+    assert_eq!(
+        conditions,
+        "Terminating NamespaceContentRemaining: Some resources are remaining: configmaps. has 1 resource instances; \
+         NamespaceFinalizersRemaining: Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances; "
+    );
+    let held = cms.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // Nothing new may be created in it, and no finalizer added to what is being deleted.
+    let refused = sim
+        .kubectl(&[
+            "-n",
+            "app",
+            "create",
+            "configmap",
+            "late",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(!refused.status.success());
+    let added = sim
+        .kubectl(&[
+            "-n",
+            "app",
+            "patch",
+            "configmap",
+            "held",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#,
+        ])
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&added.stderr).trim(),
+        r#"The ConfigMap "held" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"example.com/more"}"#
+    );
+    assert!(
+        sim.kubectl(&["get", "namespace", "app"])
+            .await
+            .status
+            .success(),
+        "the namespace is still there while its content is held"
+    );
+    sim.kubectl_ok(&[
+        "-n",
+        "app",
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(sim.client.clone());
+    eventually(Duration::from_secs(5), "the namespace is gone", || async {
+        namespaces
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// A deleted CRD stays until its custom resources are gone, finalizers included.
+#[tokio::test]
+async fn a_crd_waits_for_its_custom_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use serde_json::json;
+    let sim = start_sim("conv-crd-final").await;
+    let ar = create_crd(&sim.client, "fin.example.com").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(sim.client.clone());
+    let crd = crds.get("widgets.fin.example.com").await.unwrap();
+    assert_eq!(
+        crd.metadata.finalizers,
+        Some(vec![
+            "customresourcecleanup.apiextensions.k8s.io".to_string()
+        ])
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(sim.client.clone(), "default", &ar);
+    for (name, finalizers) in [("held", json!(["example.com/hold"])), ("free", json!([]))] {
+        let w = json!({"apiVersion": "fin.example.com/v1", "kind": "Widget",
+                       "metadata": {"name": name, "finalizers": finalizers}});
+        api.create(&PostParams::default(), &serde_json::from_value(w).unwrap())
+            .await
+            .unwrap();
+    }
+    crds.delete("widgets.fin.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let crd = crds
+        .get("widgets.fin.example.com")
+        .await
+        .expect("still there");
+    assert!(crd.metadata.deletion_timestamp.is_some());
+    let terminating = crd
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Terminating")
+        .expect("a Terminating condition");
+    assert_eq!(
+        terminating.reason.as_deref(),
+        Some("InstanceDeletionInProgress")
+    );
+    assert!(api.get_opt("free").await.unwrap().is_none());
+    let late =
+        json!({"apiVersion": "fin.example.com/v1", "kind": "Widget", "metadata": {"name": "late"}});
+    let refused = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(late).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, kube::Error::Api(ref s) if s.code == 405),
+        "{refused}"
+    );
+    let held = api.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), "the CRD is gone", || async {
+        crds.get_opt("widgets.fin.example.com")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }

@@ -25,6 +25,9 @@ pub fn admit(
         "/namespaces" => {
             let name = meta_str(obj, "name").to_string();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if old.is_none() && obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
             if obj.pointer("/status/phase").is_none() {
                 obj["status"] = json!({"phase": "Active"});
             }
@@ -60,6 +63,7 @@ pub fn admit(
     // After defaulting, as kube-apiserver validates updates.
     if let Some(old) = old {
         check_immutable(rt, old, obj)?;
+        check_no_new_finalizers(rt, old, obj)?;
     }
     Ok(())
 }
@@ -102,6 +106,44 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), Ap
     Ok(())
 }
 
+/// An object being deleted may lose finalizers but not gain them.
+fn check_no_new_finalizers(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
+    if old.pointer("/metadata/deletionTimestamp").is_none() {
+        return Ok(());
+    }
+    let list = |o: &Value| -> Vec<String> {
+        o.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = list(old);
+    let added: Vec<String> = list(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .map(|f| format!("{f:?}"))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid(
+        &rt.group,
+        &rt.kind,
+        meta_str(new, "name"),
+        "FieldValueForbidden",
+        "metadata.finalizers",
+        &format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            added.join(", ")
+        ),
+    ))
+}
+
 fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").to_string();
     let Some(t) = registry::from_crd(obj) else {
@@ -140,6 +182,17 @@ fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), 
             "spec.group",
             "Invalid value: the group and plural are served by a built-in type",
         ));
+    }
+    if old.is_none() {
+        let finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == super::CLEANUP_FINALIZER) {
+            let mut fs = finalizers;
+            fs.push(json!(super::CLEANUP_FINALIZER));
+            obj["metadata"]["finalizers"] = json!(fs);
+        }
     }
     let now = now_rfc3339();
     let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));

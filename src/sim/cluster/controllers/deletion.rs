@@ -9,10 +9,17 @@ use serde_json::{Value, json};
 
 use super::Settings;
 use super::gc::{collect_garbage, orphan_dependents};
-use super::namespaces::NamespaceRemoval;
 use crate::sim::cluster::clock::now_rfc3339;
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
+
+/// A namespace whose removal is due once the configured delay has passed (see
+/// `SimConfig::namespace_deletion_delay`); the API layer keeps the timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRemoval {
+    pub name: String,
+    pub uid: String,
+}
 
 /// What a delete did.
 #[derive(Debug)]
@@ -53,6 +60,24 @@ pub fn delete(
     if propagation == Some("Orphan") {
         orphan_dependents(state, meta_str(live, "uid"));
     }
+    if rt.key() == "/namespaces" {
+        if live.pointer("/metadata/deletionTimestamp").is_some() {
+            return Deletion::pending(Arc::new(live.clone()));
+        }
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        obj["status"]["phase"] = json!("Terminating");
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
+        return Deletion {
+            object: stored,
+            gone: false,
+            later: Some(NamespaceRemoval {
+                name,
+                uid: meta_str(live, "uid").to_string(),
+            }),
+        };
+    }
     if has_finalizers {
         if live.pointer("/metadata/deletionTimestamp").is_some() {
             return Deletion::pending(Arc::new(live.clone()));
@@ -65,24 +90,6 @@ pub fn delete(
     }
     if let Some(pending) = graceful_pod_deletion(settings, state, rt, live, grace) {
         return Deletion::pending(pending);
-    }
-    if rt.plural == "namespaces" {
-        if live.pointer("/metadata/deletionTimestamp").is_some() {
-            return Deletion::pending(Arc::new(live.clone()));
-        }
-        let mut obj = live.clone();
-        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["status"] = json!({"phase": "Terminating"});
-        let stored = state.put(&rt.key(), obj, EventType::Modified);
-        return Deletion {
-            object: stored,
-            gone: false,
-            later: Some(NamespaceRemoval {
-                name,
-                uid: meta_str(live, "uid").to_string(),
-            }),
-        };
     }
     if propagation == Some("Foreground") {
         // The owner is seen terminating with the foregroundDeletion finalizer while its

@@ -608,7 +608,11 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
     if let Some(meta) = obj["metadata"].as_object_mut() {
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now));
-        meta.insert("generation".into(), json!(1));
+        if rt.has_generation() {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
@@ -623,13 +627,16 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
     }
 }
 
-/// Everything except metadata and status: a change there bumps `generation`.
-fn spec_part(obj: &Value) -> Map<String, Value> {
+/// What a change bumps `generation` for: everything but metadata, and but status where status
+/// is a subresource of its own.
+fn spec_part(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
     obj.as_object()
         .map(|o| {
             o.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion")
+                .filter(|(k, _)| match k.as_str() {
+                    "metadata" | "kind" | "apiVersion" => false,
+                    "status" => !rt.has_status(),
+                    _ => true,
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -729,7 +736,7 @@ fn finish_update(
     }
     controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
-    if spec_part(live) != spec_part(&new) {
+    if rt.has_generation() && spec_part(rt, live) != spec_part(rt, &new) {
         let gen_ = live
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

@@ -66,6 +66,20 @@ impl ResourceType {
         self.subresources.contains(&Sub::Status)
     }
 
+    /// Whether objects of this type carry `metadata.generation`, as their kube-apiserver
+    /// strategies set it: workloads, PodDisruptionBudgets, networking types, EndpointSlices,
+    /// CRDs and every custom resource; not Services, ConfigMaps, Pods and the like.
+    pub fn has_generation(&self) -> bool {
+        self.from_crd
+            || matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("apps" | "batch" | "networking.k8s.io", _)
+                    | ("policy", "poddisruptionbudgets")
+                    | ("apiextensions.k8s.io", "customresourcedefinitions")
+                    | ("discovery.k8s.io", "endpointslices")
+            )
+    }
+
     pub fn verbs(&self) -> Vec<&'static str> {
         if self.create_only {
             vec!["create"]

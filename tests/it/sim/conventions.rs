@@ -380,3 +380,79 @@ async fn a_crd_waits_for_its_custom_resources() {
     })
     .await;
 }
+
+/// `metadata.generation` exists where spec and status are split, and counts spec changes only.
+#[tokio::test]
+async fn generation_is_kept_only_where_spec_and_status_split() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Patch, PatchParams};
+    use serde_json::json;
+    let sim = start_sim("conv-generation").await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let mut with_generation = cm("plain");
+    with_generation.metadata.generation = Some(7);
+    let created = cms
+        .create(&PostParams::default(), &with_generation)
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, None);
+    let updated = cms
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata.generation, None);
+    let svcs: Api<Service> = Api::namespaced(sim.client.clone(), "default");
+    let svc = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"ports": [{"port": 80}]}}))
+    .unwrap();
+    assert_eq!(
+        svcs.create(&PostParams::default(), &svc)
+            .await
+            .unwrap()
+            .metadata
+            .generation,
+        None
+    );
+    let deployments: Api<Deployment> = Api::namespaced(sim.client.clone(), "default");
+    let d = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+    .unwrap();
+    let d = deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    let generation = |patch: serde_json::Value, status: bool| {
+        let deployments = deployments.clone();
+        async move {
+            let p = Patch::Merge(patch);
+            let d = if status {
+                deployments
+                    .patch_status("web", &PatchParams::default(), &p)
+                    .await
+            } else {
+                deployments.patch("web", &PatchParams::default(), &p).await
+            };
+            d.unwrap().metadata.generation
+        }
+    };
+    assert_eq!(
+        generation(json!({"metadata": {"labels": {"a": "b"}}}), false).await,
+        Some(1)
+    );
+    assert_eq!(
+        generation(json!({"status": {"replicas": 5}}), true).await,
+        Some(1)
+    );
+    assert_eq!(
+        generation(json!({"spec": {"replicas": 2}}), false).await,
+        Some(2)
+    );
+}

@@ -456,3 +456,106 @@ async fn generation_is_kept_only_where_spec_and_status_split() {
         Some(2)
     );
 }
+
+fn owned_cm(name: &str, owners: &[(&str, &str, bool)], finalizers: &[&str]) -> ConfigMap {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let mut c = cm(name);
+    c.metadata.owner_references = Some(
+        owners
+            .iter()
+            .map(|(owner, uid, block)| OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: owner.to_string(),
+                uid: uid.to_string(),
+                block_owner_deletion: Some(*block),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    c.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+    c
+}
+
+/// Dependents of owners that do not exist (by uid) are collected; foreground deletion waits
+/// for the dependents that block it.
+#[tokio::test]
+async fn garbage_collection_follows_owner_uids_and_block_owner_deletion() {
+    let sim = start_sim("conv-gc").await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let pp = PostParams::default();
+    let parent = cms.create(&pp, &cm("parent")).await.unwrap();
+    let uid = parent.metadata.uid.clone().unwrap();
+    let ghost = "6a1b2c3d-0000-4000-8000-000000000000";
+    cms.create(&pp, &owned_cm("dangling", &[("ghost", ghost, false)], &[]))
+        .await
+        .unwrap();
+    cms.create(
+        &pp,
+        &owned_cm("wrong-uid", &[("parent", ghost, false)], &[]),
+    )
+    .await
+    .unwrap();
+    cms.create(
+        &pp,
+        &owned_cm(
+            "half",
+            &[("parent", &uid, false), ("ghost", ghost, false)],
+            &[],
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("dangling").await.unwrap().is_none());
+    assert!(cms.get_opt("wrong-uid").await.unwrap().is_none());
+    let half = cms.get("half").await.unwrap();
+    let refs: Vec<String> = half
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(refs, vec!["parent".to_string()]);
+
+    cms.create(
+        &pp,
+        &owned_cm("blocker", &[("parent", &uid, true)], &["example.com/hold"]),
+    )
+    .await
+    .unwrap();
+    cms.create(&pp, &owned_cm("free", &[("parent", &uid, false)], &[]))
+        .await
+        .unwrap();
+    cms.delete("parent", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let parent = cms
+        .get("parent")
+        .await
+        .expect("held by its blocking dependent");
+    assert!(parent.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        parent.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_string()])
+    );
+    assert!(cms.get_opt("free").await.unwrap().is_none());
+    assert!(cms.get_opt("half").await.unwrap().is_none());
+    assert!(
+        cms.get("blocker")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "blocker",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("blocker").await.unwrap().is_none());
+    assert!(cms.get_opt("parent").await.unwrap().is_none());
+}

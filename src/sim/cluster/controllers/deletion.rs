@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Settings;
-use super::gc::{collect_garbage, orphan_dependents};
+use super::gc::{FOREGROUND, collect_garbage, finish_foreground, orphan_dependents};
 use crate::sim::cluster::clock::now_rfc3339;
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
@@ -93,13 +93,23 @@ pub fn delete(
     }
     if propagation == Some("Foreground") {
         // The owner is seen terminating with the foregroundDeletion finalizer while its
-        // dependents go first; then it goes.
+        // dependents go first; dependents that block it (blockOwnerDeletion) and are held by
+        // finalizers keep it until they are gone.
         let mut obj = live.clone();
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
-        state.put(&rt.key(), obj, EventType::Modified);
+        obj["metadata"]["finalizers"] = json!([FOREGROUND]);
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
         collect_garbage(state, meta_str(live, "uid"));
+        finish_foreground(state, &rt.key(), &stored);
+        return match state.get(&rt.key(), &ns, &name) {
+            Some(still) => Deletion::pending(still),
+            None => Deletion {
+                object: stored,
+                gone: true,
+                later: None,
+            },
+        };
     }
     let object = state
         .remove(&rt.key(), &ns, &name)

@@ -209,6 +209,9 @@ pub fn run(settings: &Settings, state: &mut State) {
             }
             if ev.etype == EventType::Deleted {
                 gc::collect_garbage(state, meta_str(&ev.object, "uid"));
+                gc::release_owners(state, &ev.object);
+            } else {
+                gc::collect_dangling(state, &ev.object, ev.old.as_deref());
             }
         }
         for ns in &finalizing_namespaces {

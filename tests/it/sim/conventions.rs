@@ -559,3 +559,55 @@ async fn garbage_collection_follows_owner_uids_and_block_owner_deletion() {
     assert!(cms.get_opt("blocker").await.unwrap().is_none());
     assert!(cms.get_opt("parent").await.unwrap().is_none());
 }
+
+/// `kube-root-ca.crt` and the `default` ServiceAccount come back when deleted or changed.
+#[tokio::test]
+async fn namespace_defaults_are_put_back() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-ns-defaults").await;
+    sim.kubectl_ok(&["create", "namespace", "app"]).await;
+    sim.kubectl_ok(&["-n", "app", "delete", "configmap", "kube-root-ca.crt"])
+        .await;
+    sim.kubectl_ok(&["-n", "app", "delete", "serviceaccount", "default"])
+        .await;
+    let ca = sim
+        .kubectl_ok(&[
+            "-n",
+            "app",
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await;
+    assert_eq!(ca.trim(), sim.cluster.ca_pem().trim());
+    sim.kubectl_ok(&["-n", "app", "get", "serviceaccount", "default"])
+        .await;
+    sim.kubectl_ok(&[
+        "-n",
+        "app",
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ])
+    .await;
+    let ca = sim
+        .kubectl_ok(&[
+            "-n",
+            "app",
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await;
+    assert_eq!(ca.trim(), sim.cluster.ca_pem().trim());
+}

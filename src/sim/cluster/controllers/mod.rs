@@ -201,7 +201,15 @@ pub fn run(settings: &Settings, state: &mut State) {
                 "apps/deployments" if settings.node.is_none() => {
                     workloads::on_deployment_without_node(state, ev)
                 }
-                "/serviceaccounts" => tokens::on_service_account(settings, state, ev),
+                "/serviceaccounts" => {
+                    tokens::on_service_account(settings, state, ev);
+                    if meta_str(&ev.object, "name") == "default" {
+                        namespaces::ensure_defaults(settings, state, &ev.namespace);
+                    }
+                }
+                "/configmaps" if meta_str(&ev.object, "name") == ROOT_CA_CONFIGMAP => {
+                    namespaces::ensure_defaults(settings, state, &ev.namespace);
+                }
                 _ => {}
             }
             if let Some(node) = &settings.node {

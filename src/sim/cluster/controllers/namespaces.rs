@@ -208,19 +208,41 @@ fn delete_namespace_contents(state: &mut State, ns: &str) {
 pub(super) fn on_namespace(settings: &Settings, state: &mut State, ev: &Event) {
     let ns = meta_str(&ev.object, "name").to_string();
     match ev.etype {
-        EventType::Added => {
-            if state.get("/configmaps", &ns, ROOT_CA_CONFIGMAP).is_none() {
-                let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": new_meta(&ns, ROOT_CA_CONFIGMAP),
-                    "data": {"ca.crt": settings.ca_pem}});
-                state.put("/configmaps", cm, EventType::Added);
-            }
-            if state.get("/serviceaccounts", &ns, "default").is_none() {
-                let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": new_meta(&ns, "default")});
-                state.put("/serviceaccounts", sa, EventType::Added);
-            }
-        }
+        EventType::Added => ensure_defaults(settings, state, &ns),
         EventType::Deleted => delete_namespace_contents(state, &ns),
         EventType::Modified => {}
+    }
+}
+
+/// What every active namespace has, put back when deleted or changed (the root CA publisher
+/// and the ServiceAccount controller): `kube-root-ca.crt` with the cluster CA, and the
+/// `default` ServiceAccount.
+pub(super) fn ensure_defaults(settings: &Settings, state: &mut State, ns: &str) {
+    let active = state
+        .get("/namespaces", "", ns)
+        .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_none());
+    if !active {
+        return;
+    }
+    let data = json!({"ca.crt": settings.ca_pem});
+    match state.get("/configmaps", ns, ROOT_CA_CONFIGMAP) {
+        None => {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": new_meta(ns, ROOT_CA_CONFIGMAP), "data": data});
+            state.put("/configmaps", cm, EventType::Added);
+        }
+        Some(cm) if cm.get("data") != Some(&data) || cm.get("binaryData").is_some() => {
+            let mut cm = (*cm).clone();
+            cm["data"] = data;
+            if let Some(o) = cm.as_object_mut() {
+                o.remove("binaryData");
+            }
+            state.put("/configmaps", cm, EventType::Modified);
+        }
+        Some(_) => {}
+    }
+    if state.get("/serviceaccounts", ns, "default").is_none() {
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": new_meta(ns, "default")});
+        state.put("/serviceaccounts", sa, EventType::Added);
     }
 }

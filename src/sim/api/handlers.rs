@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
-use super::list::{Filter, present};
+use super::list::{Filter, present, to_storage};
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
 use crate::sim::cluster::{clock, controllers};
@@ -197,7 +197,7 @@ fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiEr
         items: items
             .into_iter()
             .map(|o| {
-                if rt.from_crd {
+                if rt.from_crd || rt.is_events_view() {
                     Item::Owned(present(&o, rt, &info.version))
                 } else {
                     Item::Shared(o)
@@ -418,6 +418,7 @@ fn require_namespace(state: &State, rt: &ResourceType, info: &RequestInfo) -> Re
 fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     let mut obj = parse_body(ctx)?;
     check_identity(rt, info, &mut obj)?;
+    let mut obj = to_storage(obj, rt);
     let manager = field_manager(ctx);
     let mut state = ctx.shared.store.lock();
     require_namespace(&state, rt, info)?;
@@ -684,6 +685,7 @@ fn finish_update(
     validate_labels(rt, &new)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
+    let mut new = to_storage(new, rt);
     if info.sub.as_deref() == Some("status") {
         // Only .status changes through /status, and the managedFields an apply computed.
         let status = new.get("status").cloned();
@@ -865,8 +867,13 @@ fn patch_object(
             // The main resource ignores status for kinds with a status subresource.
             o.remove("status");
         }
+        // Events written through events.k8s.io are applied to what that API shows.
+        let live_view = live.as_deref().map(|l| match rt.is_events_view() {
+            true => present(l, rt, &info.version),
+            false => l.clone(),
+        });
         let result = apply::server_side_apply_to(
-            live.as_deref(),
+            live_view.as_ref(),
             &applied,
             &manager,
             subresource,
@@ -882,7 +889,7 @@ fn patch_object(
                 require_namespace(&state, rt, info)?;
                 validate_name(rt, name)?;
                 validate_labels(rt, &result)?;
-                let mut obj = result;
+                let mut obj = to_storage(result, rt);
                 check_identity(rt, info, &mut obj)?;
                 prepare_create(rt, &mut obj, &now);
                 // prepare_create drops status; an apply may not set it on create either.
@@ -901,7 +908,7 @@ fn patch_object(
         };
     }
     let live = live.ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
-    let mut target = (*live).clone();
+    let mut target = present(&live, rt, &info.version);
     match ct.as_str() {
         "application/merge-patch+json" => patch::merge_patch(&mut target, &body),
         "application/json-patch+json" => {

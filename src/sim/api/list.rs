@@ -6,16 +6,29 @@ use serde_json::{Value, json};
 use super::context::{Ctx, RequestInfo};
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::meta_str;
+use crate::sim::semantics::events;
 use crate::sim::semantics::selector::{FieldSelector, LabelSelector};
 use crate::sim::semantics::status::{self, ApiError};
 
-/// The object as the client asked for it: CRD objects get the requested version's apiVersion.
+/// The object as the client asked for it: CRD objects get the requested version's apiVersion,
+/// `events.k8s.io` Events their own field names.
 pub fn present(obj: &Value, rt: &ResourceType, version: &str) -> Value {
+    if rt.is_events_view() {
+        return events::from_core(obj);
+    }
     let mut out = obj.clone();
     if rt.from_crd {
         out["apiVersion"] = json!(rt.api_version(version));
     }
     out
+}
+
+/// The reverse of `present`: what is stored for an object written through `rt`.
+pub fn to_storage(obj: Value, rt: &ResourceType) -> Value {
+    if rt.is_events_view() {
+        return events::to_core(&obj);
+    }
+    obj
 }
 
 /// The selection of a list or watch request.

@@ -45,9 +45,18 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
-    /// `group/plural`: the storage key.
+    /// `group/plural`: the storage key. `events.k8s.io` Events are stored as core Events (one
+    /// store, two views; see `semantics::events`).
     pub fn key(&self) -> String {
+        if self.is_events_view() {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// `events.k8s.io/v1` Events: a converted view of the core Events.
+    pub fn is_events_view(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     pub fn api_version(&self, version: &str) -> String {

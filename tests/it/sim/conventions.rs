@@ -611,3 +611,68 @@ async fn namespace_defaults_are_put_back() {
         .await;
     assert_eq!(ca.trim(), sim.cluster.ca_pem().trim());
 }
+
+/// kube-runtime's `Recorder` writes `events.k8s.io/v1`; kubectl reads `core/v1`: one store.
+#[tokio::test]
+async fn recorder_events_show_in_kubectl_get_and_describe() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-events").await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let target = cms
+        .create(&PostParams::default(), &cm("target"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        sim.client.clone(),
+        Reporter {
+            controller: "mc-test".into(),
+            instance: Some("mc-test-0".into()),
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Mirrored".into(),
+        note: Some("mirrored from west".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = target.object_ref(&());
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("published");
+    // The second one is a merge patch of the series through events.k8s.io.
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("published again");
+    let core: Api<CoreEvent> = Api::namespaced(sim.client.clone(), "default");
+    let listed = core.list(&Default::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1);
+    let e = &listed[0];
+    assert_eq!(e.message.as_deref(), Some("mirrored from west"));
+    assert_eq!(e.involved_object.name.as_deref(), Some("target"));
+    assert_eq!(e.reporting_component.as_deref(), Some("mc-test"));
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(Some(2)));
+    let new: Api<NewEvent> = Api::namespaced(sim.client.clone(), "default");
+    let same = new.get(e.metadata.name.as_deref().unwrap()).await.unwrap();
+    assert_eq!(same.metadata.uid, e.metadata.uid);
+    assert_eq!(same.note.as_deref(), Some("mirrored from west"));
+    let table = sim.kubectl_ok(&["get", "events", "-o", "wide"]).await;
+    assert!(
+        table.contains("configmap/target") && table.contains("mirrored from west"),
+        "{table}"
+    );
+    assert!(table.contains("mc-test, mc-test-0"), "{table}");
+    let described = sim.kubectl_ok(&["describe", "configmap", "target"]).await;
+    assert!(
+        described.contains("Mirrored") && described.contains("mirrored from west"),
+        "{described}"
+    );
+}

@@ -964,8 +964,17 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
         ApplyError::Invalid(msg) => ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {msg}", rt.kind),
+            format!("{} \"{name}\" is invalid: {msg}", group_kind(rt)),
         ),
+    }
+}
+
+/// `Kind.group` as kube-apiserver names a type in messages (`Kind` for the core group).
+fn group_kind(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.kind.clone()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
     }
 }
 
@@ -1433,10 +1442,10 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
         return Err(status::invalid(
             "authentication.k8s.io",
             "TokenRequest",
-            "",
+            name,
             "FieldValueInvalid",
             "spec.expirationSeconds",
-            "Invalid value: may not specify a duration less than 10 minutes",
+            &format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
         ));
     }
     // A token bound to a Secret dies with it (Pods are not run, so only Secrets are bound).

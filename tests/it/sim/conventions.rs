@@ -676,3 +676,51 @@ async fn recorder_events_show_in_kubectl_get_and_describe() {
         "{described}"
     );
 }
+
+/// Error texts word for word as a cluster's: the group kind names the type.
+#[tokio::test]
+async fn invalid_errors_name_the_group_kind() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    use serde_json::json;
+    let sim = start_sim("conv-errors").await;
+    let deployments: Api<Deployment> = Api::namespaced(sim.client.clone(), "default");
+    let d = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let err = deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}}})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: "),
+        "{}",
+        status.message
+    );
+    if !super::have_kubectl() {
+        return;
+    }
+    let out = sim
+        .kubectl(&["create", "token", "default", "--duration=1m"])
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: failed to create token: TokenRequest.authentication.k8s.io \"default\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"
+    );
+}

@@ -13,3 +13,4 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod token;
+pub mod validation;

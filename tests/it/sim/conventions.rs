@@ -724,3 +724,37 @@ async fn invalid_errors_name_the_group_kind() {
         "error: failed to create token: TokenRequest.authentication.k8s.io \"default\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"
     );
 }
+
+/// Field validation a real server does, as kubectl reports it.
+#[tokio::test]
+async fn kubectl_reports_field_validation_like_a_cluster() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-validation").await;
+    let cases = [
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 70000}]}\n",
+            r#"The Service "bad" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"#,
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {type: Magic, ports: [{port: 80}]}\n",
+            r#"The Service "bad" is invalid: spec.type: Unsupported value: "Magic": supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort""#,
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {\"a b\": x}\n",
+            r#"The ConfigMap "bad" is invalid: data[a b]: Invalid value: "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"#,
+        ),
+        (
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: bad}\naddressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n",
+            r#"The EndpointSlice "bad" is invalid: endpoints[0].addresses[0]: Invalid value: "fd00::1": must be a valid IPv4 address"#,
+        ),
+    ];
+    for (manifest, want) in cases {
+        let out = sim
+            .kubectl_stdin(&["create", "-f", "-"], Some(manifest.to_string()))
+            .await;
+        assert!(!out.status.success(), "{manifest}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), want);
+    }
+}

@@ -12,6 +12,7 @@ use crate::sim::cluster::registry::{self, ResourceType};
 use crate::sim::cluster::store::{State, meta_str};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::token::{self, ServiceAccountClaims};
+use crate::sim::semantics::validation;
 
 /// Admission: defaults and validation before a create (`old` None) or update is stored.
 pub fn admit(
@@ -21,6 +22,7 @@ pub fn admit(
     old: Option<&Value>,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
+    validate(rt, obj)?;
     match rt.key().as_str() {
         "/namespaces" => {
             let name = meta_str(obj, "name").to_string();
@@ -104,6 +106,27 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), Ap
         }
     }
     Ok(())
+}
+
+/// Field rules of the built-in types (`semantics::validation`), before any defaulting.
+fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let checked = validation::annotations(obj).and_then(|()| match rt.key().as_str() {
+        "/services" => validation::service(obj),
+        "discovery.k8s.io/endpointslices" => validation::endpoint_slice(obj),
+        "/configmaps" => validation::config_data(obj, false),
+        "/secrets" => validation::config_data(obj, true),
+        _ => Ok(()),
+    });
+    checked.map_err(|e| {
+        status::invalid(
+            &rt.group,
+            &rt.kind,
+            meta_str(obj, "name"),
+            e.reason,
+            &e.field,
+            &e.message,
+        )
+    })
 }
 
 /// An object being deleted may lose finalizers but not gain them.

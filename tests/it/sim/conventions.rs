@@ -758,3 +758,30 @@ async fn kubectl_reports_field_validation_like_a_cluster() {
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), want);
     }
 }
+
+/// `kubectl apply --prune` without an allowlist resolves its default set of kinds.
+#[tokio::test]
+async fn kubectl_apply_prune_works_with_the_default_kinds() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-prune").await;
+    let both = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {app: demo}}\n---\n\
+                apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, labels: {app: demo}}\n";
+    sim.kubectl_ok_stdin(
+        &["apply", "--prune", "-l", "app=demo", "-f", "-"],
+        both.into(),
+    )
+    .await;
+    let one = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {app: demo}}\n";
+    let out = sim
+        .kubectl_ok_stdin(
+            &["apply", "--prune", "-l", "app=demo", "-f", "-"],
+            one.into(),
+        )
+        .await;
+    assert!(out.contains("configmap/b pruned"), "{out}");
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    assert!(cms.get_opt("b").await.unwrap().is_none());
+    sim.kubectl_ok(&["get", "pvc,pv,rc,ingress"]).await;
+}

@@ -129,7 +129,7 @@ struct ContinueToken {
 fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiError> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let filter = Filter::from_ctx(ctx, info)?;
+    let filter = Filter::from_ctx(ctx, rt, info)?;
     let limit: usize = ctx
         .q("limit")
         .and_then(|l| l.parse().ok())
@@ -1131,7 +1131,7 @@ fn delete_collection(
     info: &RequestInfo,
 ) -> Result<Reply, ApiError> {
     let opts = delete_options(ctx)?;
-    let filter = Filter::from_ctx(ctx, info)?;
+    let filter = Filter::from_ctx(ctx, rt, info)?;
     let mut state = ctx.shared.store.lock();
     let victims: Vec<Arc<Value>> = state
         .list(&rt.key(), info.namespace.as_deref())

@@ -39,7 +39,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn from_ctx(ctx: &Ctx, info: &RequestInfo) -> Result<Filter, ApiError> {
+    pub fn from_ctx(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Filter, ApiError> {
         let labels = match ctx.q("labelSelector") {
             Some(s) if !s.is_empty() => LabelSelector::parse(s)
                 .map_err(|e| status::bad_request(format!("unable to parse requirement: {e}")))?,
@@ -52,6 +52,14 @@ impl Filter {
             ),
             _ => None,
         };
+        if let Some(label) = fields
+            .as_ref()
+            .and_then(|f| f.unsupported_label(&rt.group, &rt.plural))
+        {
+            return Err(status::bad_request(format!(
+                "field label not supported: {label}"
+            )));
+        }
         Ok(Filter {
             namespace: info.namespace.clone(),
             labels,

@@ -785,3 +785,30 @@ async fn kubectl_apply_prune_works_with_the_default_kinds() {
     assert!(cms.get_opt("b").await.unwrap().is_none());
     sim.kubectl_ok(&["get", "pvc,pv,rc,ingress"]).await;
 }
+
+/// Field selectors on labels a type does not support are an error, as on a cluster.
+#[tokio::test]
+async fn unsupported_field_labels_are_refused() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-fields").await;
+    let out = sim
+        .kubectl(&["get", "configmaps", "--field-selector", "data.x=1"])
+        .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(BadRequest)") && err.contains("field label not supported: data.x"),
+        "{err}"
+    );
+    for (kind, selector) in [
+        ("pods", "status.phase=Running,spec.nodeName=n1"),
+        ("events", "involvedObject.name=x,reason=Started"),
+        ("secrets", "type=Opaque"),
+        ("configmaps", "metadata.name=kube-root-ca.crt"),
+    ] {
+        sim.kubectl_ok(&["get", kind, "--field-selector", selector])
+            .await;
+    }
+}

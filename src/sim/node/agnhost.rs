@@ -138,10 +138,9 @@ fn netexec_answer(
     peer: SocketAddr,
 ) -> Result<String, (http::StatusCode, String)> {
     let query = |key: &str| -> Option<String> {
-        req.uri().query()?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == key).then(|| percent_decode(v))
-        })
+        form_urlencoded::parse(req.uri().query()?.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
     };
     match req.uri().path() {
         "/hostname" => Ok(hostname.to_string()),
@@ -153,30 +152,6 @@ fn netexec_answer(
             format!("404 page not found: {other}\n"),
         )),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -216,7 +191,13 @@ mod tests {
 
     #[test]
     fn echo_messages_are_percent_decoded() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
+        let decoded = |q: &str| -> String {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "msg")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(decoded("msg=a%20b+c"), "a b c");
+        assert_eq!(decoded("msg=100%"), "100%");
     }
 }

@@ -91,11 +91,7 @@ impl TryFrom<GatewayArgs> for GatewayConfig {
             max_streams_per_peer,
             config,
         } = args;
-        if !crate::k8s::names::is_dns1123_label(&namespace) {
-            anyhow::bail!(
-                "--namespace {namespace:?} is not a namespace name (a DNS-1123 label); mc installs into mc-system by default"
-            );
-        }
+        super::validate_namespace("--namespace", &namespace)?;
         let source = match config {
             Some(path) => Source::Static(Box::new(StaticConfig::load(&path).map_err(|e| {
                 anyhow::anyhow!(

@@ -58,15 +58,6 @@ pub struct UninstallArgs {
     pub namespace: String,
 }
 
-fn validate_namespace(namespace: &str) -> anyhow::Result<()> {
-    if crate::identity::validate_cluster_name(namespace).is_err() {
-        bail!(
-            "namespace {namespace:?} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
-        );
-    }
-    Ok(())
-}
-
 /// A validated install request: names checked, values resolved (files read, no network).
 #[derive(Debug)]
 pub struct InstallConfig {
@@ -98,7 +89,7 @@ impl TryFrom<InstallArgs> for InstallConfig {
                 "no identity directory given; pass --identity-dir DIR, created with `mc identity init --dir DIR` and `mc identity issue --dir DIR --cluster-name {cluster_name}`"
             );
         };
-        validate_namespace(&namespace)?;
+        super::validate_namespace("--namespace", &namespace)?;
         let sets = set
             .iter()
             .map(|s| values::parse_set(s))
@@ -142,6 +133,6 @@ pub fn run_install(args: InstallArgs) -> anyhow::Result<()> {
 
 pub fn run_uninstall(args: UninstallArgs) -> anyhow::Result<()> {
     let UninstallArgs { namespace } = args;
-    validate_namespace(&namespace)?;
+    super::validate_namespace("--namespace", &namespace)?;
     super::write_stdout(&render::render_uninstall(&namespace)?)
 }

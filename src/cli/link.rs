@@ -150,15 +150,6 @@ pub struct LinkConfig {
     pub timeout: Duration,
 }
 
-fn validate_namespace(flag: &str, ns: &str) -> anyhow::Result<()> {
-    if !k8s::names::is_dns1123_label(ns) {
-        bail!(
-            "{flag} {ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
-        );
-    }
-    Ok(())
-}
-
 fn validate_contexts(from: &str, to: &str) -> anyhow::Result<()> {
     if from == to {
         bail!(
@@ -188,9 +179,9 @@ impl TryFrom<LinkArgs> for LinkConfig {
             timeout,
         } = args;
         validate_contexts(&from, &to)?;
-        validate_namespace("--namespace", &namespace)?;
+        super::validate_namespace("--namespace", &namespace)?;
         let target_namespace = target_namespace.unwrap_or_else(|| namespace.clone());
-        validate_namespace("--target-namespace", &target_namespace)?;
+        super::validate_namespace("--target-namespace", &target_namespace)?;
         if let Some(url) = &api_server_address {
             plan::validate_api_server(url)?;
         }
@@ -775,9 +766,9 @@ impl TryFrom<UnlinkArgs> for UnlinkConfig {
             target_cluster_name,
         } = args;
         validate_contexts(&from, &to)?;
-        validate_namespace("--namespace", &namespace)?;
+        super::validate_namespace("--namespace", &namespace)?;
         let target_namespace = target_namespace.unwrap_or_else(|| namespace.clone());
-        validate_namespace("--target-namespace", &target_namespace)?;
+        super::validate_namespace("--target-namespace", &target_namespace)?;
         if let Some(name) = &target_cluster_name {
             crate::identity::validate_cluster_name(name)?;
         }

@@ -46,11 +46,7 @@ impl TryFrom<MirrorArgs> for MirrorConfig {
             resync_period,
             identity,
         } = args;
-        if !crate::k8s::names::is_dns1123_label(&namespace) {
-            anyhow::bail!(
-                "--namespace {namespace:?} is not a namespace name (a DNS-1123 label); mc installs into mc-system by default"
-            );
-        }
+        super::validate_namespace("--namespace", &namespace)?;
         if resync_period < Duration::from_secs(1) {
             anyhow::bail!("--resync-period {resync_period:?} is shorter than 1s; use e.g. 30s");
         }

@@ -138,6 +138,16 @@ pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
     };
 }
 
+/// A `--namespace`-like flag must name a namespace (a DNS-1123 label).
+pub(crate) fn validate_namespace(flag: &str, ns: &str) -> anyhow::Result<()> {
+    if !crate::k8s::names::is_dns1123_label(ns) {
+        anyhow::bail!(
+            "{flag} {ns:?} is not a namespace name (a DNS-1123 label: lowercase letters, digits and '-', at most 63); mc installs into mc-system by default"
+        );
+    }
+    Ok(())
+}
+
 /// Tokio runtime for subcommands that do network I/O.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;

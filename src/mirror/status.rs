@@ -100,8 +100,8 @@ pub fn link_status(
                 "True",
                 reason::WATCHING,
                 format!(
-                    "watching exported Services in {target}; {} mirrored",
-                    report.mirrored
+                    "watching exported Services in {target}; mirroring {}",
+                    services(report.mirrored)
                 ),
             ),
             _ => cond(
@@ -150,16 +150,17 @@ pub fn link_status(
             "the Link is being deleted; its mirrors are being removed".into(),
         )
     } else if remote_cond.status != "True" {
+        // Unknown while the first answer is awaited: a new Link is not a failure.
         cond(
             condition::READY,
-            "False",
+            &remote_cond.status,
             reason::REMOTE_NOT_READY,
             remote_cond.message.clone(),
         )
     } else if gateway_cond.status != "True" {
         cond(
             condition::READY,
-            "False",
+            &gateway_cond.status,
             reason::GATEWAY_NOT_ALIVE,
             gateway_cond.message.clone(),
         )
@@ -169,8 +170,8 @@ pub fn link_status(
             "True",
             reason::READY,
             format!(
-                "{} Services of {target} mirrored{}",
-                report.mirrored,
+                "mirroring {} of {target}{}",
+                services(report.mirrored),
                 match report.conflicts.len() {
                     0 => String::new(),
                     n => format!("; {n} not mirrored (see status.conflicts)"),
@@ -215,6 +216,14 @@ pub fn link_status(
         conflicts: report.conflicts.clone(),
     };
     (status, transitions)
+}
+
+fn services(n: u32) -> String {
+    if n == 1 {
+        "1 Service".to_owned()
+    } else {
+        format!("{n} Services")
+    }
 }
 
 /// Whether two statuses differ in more than the probe's clock and latency figures (those are
@@ -288,6 +297,22 @@ mod tests {
         let (s2, events) = link_status(Some(&s), "west", false, &report, &r, &p, "t2");
         assert_eq!(get(&s2, "Ready").last_transition_time, "t1");
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_new_link_waiting_for_its_first_answer_is_unknown_not_a_warning() {
+        let (_, p) = healthy();
+        let (s, events) = link_status(
+            None,
+            "west",
+            false,
+            &LinkReport::default(),
+            &RemoteHealth::default(),
+            &p,
+            "t1",
+        );
+        assert_eq!(get(&s, "Ready").status, "Unknown");
+        assert!(events.iter().all(|e| !e.warning), "{events:?}");
     }
 
     #[test]

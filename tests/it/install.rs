@@ -811,3 +811,26 @@ fn container_args_in_the_manifests_parse_with_this_binarys_cli() {
         }
     }
 }
+
+#[test]
+fn create_namespaces_is_off_by_default_and_on_grants_exactly_namespace_creation() {
+    let default = rendered();
+    assert!(!default.contains("--create-namespaces"));
+    let out = install_fixture(&["--set", "mirror.createNamespaces=true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let on = String::from_utf8(out.stdout).unwrap();
+    let docs = documents(&on);
+    let role: ClusterRole = find(&docs, "ClusterRole", "mc-mirror");
+    let ns_rule = role
+        .rules
+        .unwrap()
+        .into_iter()
+        .find(|r| r.resources.as_deref() == Some(&["namespaces".to_string()][..]))
+        .unwrap();
+    assert_eq!(ns_rule.verbs, ["get", "list", "watch", "create"]);
+    assert!(on.contains("--create-namespaces"));
+}

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::sim::{Sim, eventually, have_kubectl, start_sim_with};
+use crate::sim::{Sim, have_kubectl, start_sim_with};
+use crate::support::eventually;
 use mc::sim::{NodeConfig, SimConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -94,7 +95,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
     .await;
     let ip = jsonpath(&sim, &["get", "svc", "web"], "{.spec.clusterIP}").await;
     let vip: SocketAddr = format!("{ip}:80").parse().unwrap();
-    let first = eventually(LIMIT, "the ClusterIP to answer", || async {
+    let first = eventually("the ClusterIP to answer", LIMIT, || async {
         http_get(vip, "/").await
     })
     .await;
@@ -144,7 +145,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
     })
     .await
     .unwrap();
-    eventually(LIMIT, "a replacement Pod", || async {
+    eventually("a replacement Pod", LIMIT, || async {
         let now = pod_names(&sim, "default", "app=web").await;
         (now.len() == 3 && !now.contains(&victim)).then_some(())
     })
@@ -171,7 +172,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
         .await;
     sim.kubectl_ok(&["rollout", "status", "deployment", "web", "--timeout", "30s"])
         .await;
-    eventually(LIMIT, "old Pods to go", || async {
+    eventually("old Pods to go", LIMIT, || async {
         let now = pod_names(&sim, "default", "app=web").await;
         (now.len() == 3 && !now.contains(&any)).then_some(())
     })
@@ -180,7 +181,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
     // An image the node cannot run.
     sim.kubectl_ok(&["create", "deployment", "bad", "--image=nginx:1.27"])
         .await;
-    let (reason, message) = eventually(LIMIT, "ErrImagePull", || async {
+    let (reason, message) = eventually("ErrImagePull", LIMIT, || async {
         let out = jsonpath(
             &sim,
             &["get", "pods", "-l", "app=bad"],
@@ -200,7 +201,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
     // No ready endpoint: connections are refused.
     sim.kubectl_ok(&["scale", "deployment", "web", "--replicas", "0"])
         .await;
-    eventually(LIMIT, "the ClusterIP to refuse", || async {
+    eventually("the ClusterIP to refuse", LIMIT, || async {
         match tokio::net::TcpStream::connect(vip).await {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
             _ => None,
@@ -292,7 +293,7 @@ async fn installed_gateway_pods_become_ready_and_restart_after_kill_9() {
     .await;
     assert!(lb.starts_with("127.211."), "{lb}");
     let probe: SocketAddr = format!("{lb}:4191").parse().unwrap();
-    eventually(LIMIT, "/ready through the load balancer", || async {
+    eventually("/ready through the load balancer", LIMIT, || async {
         http_get(probe, "/ready").await
     })
     .await;
@@ -315,7 +316,7 @@ async fn installed_gateway_pods_become_ready_and_restart_after_kill_9() {
         rustix::process::Signal::KILL,
     )
     .unwrap();
-    eventually(LIMIT, "the restarted gateway to be Ready", || async {
+    eventually("the restarted gateway to be Ready", LIMIT, || async {
         let out = jsonpath(
             &sim,
             &["-n", "mc-system", "get", "pod", &pod],
@@ -439,7 +440,7 @@ async fn traffic_crosses_two_nodes_from_a_mirror_cluster_ip_to_an_agnhost_pod() 
     )
     .await;
     assert_eq!(gateway_ips.split_whitespace().count(), 2);
-    let allocated = eventually(LIMIT, "the mirror written by the mc-mirror Pod", || async {
+    let allocated = eventually("the mirror written by the mc-mirror Pod", LIMIT, || async {
         let ports = jsonpath(
             &east,
             &["get", "svc", "backend-west", "--ignore-not-found"],
@@ -453,7 +454,7 @@ async fn traffic_crosses_two_nodes_from_a_mirror_cluster_ip_to_an_agnhost_pod() 
     .await;
     let ip = jsonpath(&east, &["get", "svc", "backend-west"], "{.spec.clusterIP}").await;
     let vip: SocketAddr = format!("{ip}:8888").parse().unwrap();
-    let answer = eventually(LIMIT, "an answer through both gateways", || async {
+    let answer = eventually("an answer through both gateways", LIMIT, || async {
         http_get(vip, "/").await
     })
     .await;
@@ -467,11 +468,11 @@ async fn traffic_crosses_two_nodes_from_a_mirror_cluster_ip_to_an_agnhost_pod() 
     // close its outbound port.
     west.kubectl_ok(&["label", "service", "backend", "mc.dev/exported-"])
         .await;
-    eventually(LIMIT, "the path to close", || async {
+    eventually("the path to close", LIMIT, || async {
         http_get(vip, "/").await.is_none().then_some(())
     })
     .await;
-    eventually(LIMIT, "the mirror to be deleted", || async {
+    eventually("the mirror to be deleted", LIMIT, || async {
         let out = east
             .kubectl_ok(&["get", "svc", "backend-west", "--ignore-not-found"])
             .await;
@@ -480,7 +481,7 @@ async fn traffic_crosses_two_nodes_from_a_mirror_cluster_ip_to_an_agnhost_pod() 
     .await;
     for ip in gateway_ips.split_whitespace() {
         let port: SocketAddr = format!("{ip}:{allocated}").parse().unwrap();
-        eventually(LIMIT, "east's outbound port to close", || async {
+        eventually("east's outbound port to close", LIMIT, || async {
             tokio::net::TcpStream::connect(port)
                 .await
                 .is_err()
@@ -529,11 +530,11 @@ spec:
             .await
         }
     };
-    eventually(LIMIT, "the healthy Pod to be Ready", || async {
+    eventually("the healthy Pod to be Ready", LIMIT, || async {
         (status("healthy").await == "true|0").then_some(())
     })
     .await;
-    eventually(LIMIT, "the dying Pod to be restarted twice", || async {
+    eventually("the dying Pod to be restarted twice", LIMIT, || async {
         let s = status("dying").await;
         let restarts: u32 = s.split('|').nth(1)?.parse().ok()?;
         (restarts >= 2).then_some(())
@@ -552,7 +553,7 @@ spec:
         "the healthy Pod was never restarted"
     );
     // The back-off between restarts shows as CrashLoopBackOff at some point.
-    eventually(LIMIT, "CrashLoopBackOff", || async {
+    eventually("CrashLoopBackOff", LIMIT, || async {
         let reason = jsonpath(
             &sim,
             &["get", "pod", "dying"],
@@ -677,7 +678,7 @@ async fn sim_serve_with_a_node_runs_mc_pods_and_takes_them_down_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
-    eventually(LIMIT, "the gateway processes to be gone", || async {
+    eventually("the gateway processes to be gone", LIMIT, || async {
         pids.iter().all(|p| !alive(p)).then_some(())
     })
     .await;

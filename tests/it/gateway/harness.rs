@@ -2,11 +2,10 @@
 //! tables the test can change, a raw HTTP/2 CONNECT client, and polling helpers.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -24,32 +23,7 @@ pub const WEST_ID: &str = "mc-gateway.mc-system.west.cluster.local";
 pub const BACKEND: &str = "backend.default.svc.cluster.local:8888";
 pub const PRIVATE: &str = "private.default.svc.cluster.local:80";
 
-pub fn init() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // MC_LOG=mc=debug shows the gateways' logs in failing tests.
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("MC_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
-}
-
-/// Polls `f` until it returns `Some`, failing the test with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use crate::support::{eventually, init};
 
 pub struct Echo {
     pub addr: SocketAddr,

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::linking::{link_kubeconfig, token_of};
 use super::{Pair, installed_pair, mc_with};
-use crate::sim::eventually;
+use crate::support::eventually;
 
 const UNLINK: [&str; 5] = ["unlink", "--from", "east", "--to", "west"];
 
@@ -117,8 +117,8 @@ async fn unlink_waits_for_the_controller_to_release_the_link() {
         let links = links.clone();
         async move {
             eventually(
-                Duration::from_secs(20),
                 "Link marked for deletion",
+                Duration::from_secs(20),
                 || async { links.get("west").await.ok()?.metadata.deletion_timestamp },
             )
             .await;

@@ -392,9 +392,9 @@ async fn owner_deletion_collects_dependents_and_namespace_deletion_empties_it() 
     // New content is refused while terminating; what is there goes with the namespace.
     let refused = post(&sim, path, cm("late")).await;
     assert_eq!(refused.0, StatusCode::FORBIDDEN);
-    super::eventually(
-        std::time::Duration::from_secs(10),
+    crate::support::eventually(
         "the namespace to go",
+        std::time::Duration::from_secs(10),
         || async {
             (get(&sim, "/api/v1/namespaces/gc").await.0 == StatusCode::NOT_FOUND).then_some(())
         },
@@ -666,9 +666,9 @@ async fn fault_api_is_admin_only_and_fails_writes_on_request() {
         .await
     });
     let faults = sim.cluster.faults();
-    super::eventually(
-        std::time::Duration::from_secs(10),
+    crate::support::eventually(
         "a 429 to be served",
+        std::time::Duration::from_secs(10),
         || {
             let f = faults.clone();
             async move { (f.injected_failures() >= 2).then_some(()) }

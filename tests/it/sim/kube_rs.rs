@@ -8,7 +8,8 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
-use super::{eventually, start_sim};
+use super::start_sim;
+use crate::support::eventually;
 
 fn cm(name: &str, value: &str) -> ConfigMap {
     ConfigMap {
@@ -185,7 +186,7 @@ async fn watcher_survives_compaction_and_dropped_connections() {
     api.create(&PostParams::default(), &cm("a", "1"))
         .await
         .expect("a");
-    eventually(Duration::from_secs(10), "a in the reflector", || {
+    eventually("a in the reflector", Duration::from_secs(10), || {
         let r = reader.clone();
         async move { names(&r).contains(&"a".to_string()).then_some(()) }
     })
@@ -231,8 +232,8 @@ async fn watcher_survives_compaction_and_dropped_connections() {
     let expected = fresh().await;
     assert_eq!(expected, vec!["b", "c", "d", "kube-root-ca.crt"]);
     eventually(
-        Duration::from_secs(20),
         "the reflector to match a fresh list",
+        Duration::from_secs(20),
         || {
             let r = reader.clone();
             let expected = expected.clone();
@@ -286,8 +287,8 @@ async fn an_unreachable_cluster_refuses_requests_until_it_is_back() {
     );
     sim.cluster.faults().reachable();
     eventually(
-        Duration::from_secs(10),
         "the cluster to answer again",
+        Duration::from_secs(10),
         || {
             let api = api.clone();
             async move { api.get("kube-root-ca.crt").await.ok() }

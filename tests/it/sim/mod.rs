@@ -9,7 +9,6 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use mc::sim::{SimCluster, SimConfig, write_kubeconfig};
 
@@ -116,23 +115,5 @@ impl Sim {
         let p = self.dir.path().join(name);
         std::fs::write(&p, content).expect("file written");
         p
-    }
-}
-
-/// Polls `f` until it returns Some, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

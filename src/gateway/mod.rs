@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod source_kube;
 pub mod source_static;
+pub mod split;
 pub mod tls;
 pub mod tunnel;
 

@@ -3,6 +3,7 @@
 //! ```text
 //! tables ─▶ manage: one TCP listener per allocated port, one pool per peer
 //! accept on port P ─▶ route = tables.listeners[P] ─▶ pools[route.peer].open(route.authority)
+//!                  └▶ or a split: tables.splits[P] ─▶ backend by weight (split.rs) ─▶ dial or open
 //!   pool: one mTLS HTTP/2 connection (identity = Link's gatewayIdentity), reconnect w/ backoff
 //!   ─▶ CONNECT stream, 200 ─▶ splice(client, stream)
 //! ```
@@ -180,6 +181,14 @@ impl PeerPool {
                 last: "no attempt".into(),
             },
         })
+    }
+
+    /// The last attempt to connect failed (or the pool is gone): a split tries others first.
+    fn is_failing(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            PoolState::Backoff(_) | PoolState::Closed
+        )
     }
 
     async fn ready_sender(&self) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
@@ -426,7 +435,12 @@ pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
         }
         pools_tx.send_replace(Arc::new(next));
 
-        let wanted: HashSet<u16> = tables.listeners.keys().copied().collect();
+        let wanted: HashSet<u16> = tables
+            .listeners
+            .keys()
+            .chain(tables.splits.keys())
+            .copied()
+            .collect();
         listeners.retain(|port, token| {
             let keep = wanted.contains(port);
             if !keep {
@@ -499,7 +513,16 @@ async fn listen(
 async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Receiver<Pools>) {
     let _guard = shared.drain_guard();
     let _ = tcp.set_nodelay(true);
-    let route = shared.tables.borrow().listeners.get(&port).cloned();
+    let (route, split) = {
+        let tables = shared.tables.borrow();
+        (
+            tables.listeners.get(&port).cloned(),
+            tables.splits.get(&port).cloned(),
+        )
+    };
+    if let (None, Some(split)) = (&route, split) {
+        return split_client(tcp, port, split, shared.clone(), pools).await;
+    }
     let Some(route) = route else {
         shared.metrics.stream(OUTBOUND, "no_route");
         // A listener outlives its mirror briefly (tables changed since the accept).
@@ -546,4 +569,77 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
             tracing::debug!(port, error = %e, "outbound tunnel ended with an error");
         }
     }
+}
+
+/// A connection on a TrafficSplit port: backends in weighted order until one answers.
+async fn split_client(
+    tcp: TcpStream,
+    port: u16,
+    split: super::config::SplitRoute,
+    shared: Arc<Shared>,
+    pools: watch::Receiver<Pools>,
+) {
+    use super::config::SplitTarget;
+    let pools = pools.borrow().clone();
+    let weights: Vec<u32> = split.backends.iter().map(|b| b.weight).collect();
+    let up = |i: usize| match &split.backends[i].target {
+        SplitTarget::Direct(_) => true,
+        SplitTarget::Tunnel(l) => pools.get(&l.peer).is_some_and(|p| !p.is_failing()),
+    };
+    let mut order = super::split::order(&weights, up, &mut rand::rng());
+    if order.is_empty() {
+        // Every backend in the tables is down: the peers we cannot reach are still worth a try
+        // (a pool that is backing off may be back), rather than refusing while one might answer.
+        order = super::split::order(&weights, |_| true, &mut rand::rng());
+    }
+    for i in order {
+        let backend = &split.backends[i];
+        let idle = shared.settings.idle_timeout;
+        let outcome = match &backend.target {
+            SplitTarget::Direct(addr) => {
+                let dialed =
+                    tokio::time::timeout(super::DIAL_TIMEOUT, TcpStream::connect(addr)).await;
+                let Ok(Ok(server)) = dialed else {
+                    tracing::info!(port, split = %split.split, backend = %backend.service, %addr, "split backend did not answer; trying the next");
+                    continue;
+                };
+                let _ = server.set_nodelay(true);
+                shared.metrics.outbound.ok.inc();
+                shared.metrics.outbound.open.inc();
+                tokio::select! {
+                    o = super::tunnel::splice(tcp, server, idle) => Some(o),
+                    _ = shared.hard.cancelled() => None,
+                }
+            }
+            SplitTarget::Tunnel(route) => {
+                let Some(pool) = pools.get(&route.peer).cloned() else {
+                    continue;
+                };
+                let opened = tokio::select! {
+                    o = pool.open(&route.authority) => o,
+                    _ = shared.hard.cancelled() => return,
+                };
+                let upgraded = match opened {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::info!(port, split = %split.split, backend = %backend.service, error = %e, "split backend did not answer; trying the next");
+                        continue;
+                    }
+                };
+                shared.metrics.outbound.ok.inc();
+                shared.metrics.outbound.open.inc();
+                tokio::select! {
+                    o = super::tunnel::splice(tcp, TokioIo::new(upgraded), idle) => Some(o),
+                    _ = shared.hard.cancelled() => None,
+                }
+            }
+        };
+        shared.metrics.outbound.open.dec();
+        if let Some(o) = outcome {
+            shared.metrics.outbound.add_bytes(o.to_server, o.to_client);
+        }
+        return;
+    }
+    shared.metrics.stream(OUTBOUND, "no_backend");
+    tracing::info!(port, split = %split.split, "no backend of the split is up; closing the connection");
 }

@@ -11,140 +11,42 @@
 //!   one RV counter, history ring) ─▶ controllers (in the same write) ─▶ broadcast ─▶ watches
 //! ```
 //!
-//! I/O lives in `server` and `watch`; everything else is synchronous and deterministic.
+//! Layers, each importing only from the ones below it:
+//! - `api`: the HTTP API (shared context, server, auth, handlers, watch, discovery, OpenAPI,
+//!   faults); the only layer with network I/O, and the one that keeps timers;
+//! - `node` (optional): kubelet and service proxy, reaching the cluster only through
+//!   `node::Host`, which `Shared` implements here;
+//! - `cluster`: the store, the type registry and the controllers, synchronous and
+//!   deterministic;
+//! - `semantics`: what requests mean (selectors, patches, apply, RBAC, protobuf, tokens,
+//!   tables, `Status` errors), pure functions that import nothing from the simulator;
+//! - `config`, `error`: plain settings and errors, used by all.
 
-pub mod apply;
-pub mod patch;
-pub mod proto;
-pub mod rbac;
-pub mod selector;
-pub mod table;
-pub mod token;
-
-mod auth;
-mod controllers;
-mod discovery;
-mod faults;
-mod handlers;
+mod api;
+mod cluster;
+mod config;
+mod error;
 mod node;
-mod openapi;
-mod pki;
-mod registry;
-mod server;
-mod status;
-mod store;
-mod watch;
+pub mod semantics;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::config::Kubeconfig;
 
-pub use faults::Faults;
-pub use node::NodeConfig;
+pub use api::faults::Faults;
+pub use config::{NodeConfig, SimConfig};
+pub use error::SimError;
+pub use semantics::{apply, patch, proto, rbac, selector, table, token};
 
-/// Settings of one simulated cluster.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Cluster name: the kubeconfig context, cluster and user are named after it.
-    pub name: String,
-    /// Where to listen; port 0 picks a free one.
-    pub addr: SocketAddr,
-    /// Address given to `LoadBalancer` Services (`status.loadBalancer.ingress[].ip`); defaults
-    /// to the listen IP so that a test can reach it.
-    pub load_balancer_ip: Option<IpAddr>,
-    /// ClusterIPs are allocated from this /16.
-    pub cluster_ip_base: Ipv4Addr,
-    /// Number of watch events kept for resuming watches; older resource versions get 410.
-    pub history_capacity: usize,
-    /// Period of BOOKMARK events on watches that asked for them.
-    pub bookmark_interval: Duration,
-    /// Events a watcher may fall behind before it is dropped with an in-stream 410.
-    pub watch_buffer: usize,
-    /// How long a deleted Namespace stays `Terminating` (with its contents) before it and
-    /// everything in it are removed. Like a real cluster, this lets `kubectl delete -f` delete
-    /// a namespace and then the objects inside it without 404s.
-    pub namespace_deletion_delay: Duration,
-    /// Run Pods, workload controllers and a service proxy (`mc sim serve --node`); None: the
-    /// cluster stores workloads but runs nothing.
-    pub node: Option<NodeConfig>,
-}
-
-impl SimConfig {
-    pub fn new(name: &str) -> Self {
-        SimConfig {
-            name: name.to_string(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            load_balancer_ip: None,
-            cluster_ip_base: Ipv4Addr::new(127, 10, 0, 0),
-            history_capacity: 100_000,
-            bookmark_interval: Duration::from_secs(10),
-            watch_buffer: 16_384,
-            namespace_deletion_delay: Duration::from_millis(1000),
-            node: None,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("could not create the certificates of simulated cluster {name}")]
-    Pki {
-        name: String,
-        #[source]
-        source: pki::PkiError,
-    },
-    #[error("could not listen on {addr} for simulated cluster {name}; is the address in use?")]
-    Bind {
-        name: String,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("could not build a kube client for simulated cluster {name}")]
-    Client {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("could not read the generated kubeconfig of simulated cluster {name}")]
-    Kubeconfig {
-        name: String,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    #[error("could not start the node of simulated cluster {name}")]
-    Node {
-        name: String,
-        #[source]
-        source: node::NodeError,
-    },
-    #[error("could not sign the service-account token key of simulated cluster {name}")]
-    Token {
-        name: String,
-        source: token::TokenError,
-    },
-    #[error("could not serialize the kubeconfig for {path}")]
-    SerializeKubeconfig {
-        path: String,
-        #[source]
-        source: serde_saphyr::SerializeError,
-    },
-    #[error(
-        "could not write the kubeconfig {path}; check that its directory exists and is writable"
-    )]
-    WriteKubeconfig {
-        path: String,
-        #[source]
-        source: Box<crate::identity::store::StoreError>,
-    },
-}
+use api::context::Shared;
+use cluster::store;
 
 /// A running simulated cluster. Dropping it (or `shutdown`) stops the server.
 pub struct SimCluster {
-    inner: Arc<server::Shared>,
+    inner: Arc<Shared>,
     addr: SocketAddr,
     stop: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -155,15 +57,10 @@ pub struct SimCluster {
 impl SimCluster {
     /// Generates the PKI, seeds the store and starts serving; takes milliseconds.
     pub async fn start(config: SimConfig) -> Result<SimCluster, SimError> {
-        let (inner, listener) = server::Shared::new(config).await?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind {
-            name: inner.config.name.clone(),
-            addr: inner.config.addr,
-            source,
-        })?;
-        inner.set_addr(addr);
+        let (inner, listener) = Shared::new(config).await?;
+        let addr = inner.addr();
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(server::serve(inner.clone(), listener, stop.clone()));
+        let task = tokio::spawn(api::server::serve(inner.clone(), listener, stop.clone()));
         tracing::info!(cluster = %inner.config.name, %addr, "simulated cluster listening");
         let node = match inner.config.node {
             Some(_) => {
@@ -291,7 +188,7 @@ impl Drop for SimCluster {
 }
 
 /// The node reaches its cluster only through this (see `node::Host`).
-impl node::Host for server::Shared {
+impl node::Host for Shared {
     fn config(&self) -> &SimConfig {
         &self.config
     }
@@ -301,7 +198,7 @@ impl node::Host for server::Shared {
     }
 
     fn settle(&self, state: &mut store::State) {
-        controllers::run(self, state);
+        Shared::settle(self, state);
     }
 
     fn bound_token(&self, namespace: &str, name: &str, ttl: Duration) -> Option<String> {

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::super::store::meta_str;
 use super::logs::ContainerLog;
 use super::now_rfc3339;
 use super::probe::{self, ProbeEvent};
 use super::spec::{self, Runtime};
 use super::{Host, NodeShared, agnhost};
+use crate::sim::cluster::store::meta_str;
 
 /// Longest CrashLoopBackOff delay (the kubelet's).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

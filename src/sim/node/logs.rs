@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::super::status::{self, ApiError};
+use crate::sim::semantics::status::{self, ApiError};
 
 /// Output kept per run of a container; older bytes are dropped (kubelet rotates at 10 MiB).
 const MAX_BYTES: usize = 4 * 1024 * 1024;

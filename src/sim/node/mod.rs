@@ -1,5 +1,7 @@
-//! The simulated node (opt-in with `SimConfig::node`): what a kubelet, kube-proxy and the
-//! workload controllers do, so that the same manifests run on a sim as on a cluster.
+//! The simulated node (opt-in with `SimConfig::node`): what a kubelet and kube-proxy do, so
+//! that the same manifests run on a sim as on a cluster. The workload controllers and the
+//! scheduler are synchronous and live with the other controllers (`cluster::controllers`);
+//! the node reaches its cluster only through `Host`.
 //!
 //! ```text
 //! write ─▶ controllers::run ─▶ workloads (sync: Deployment ─▶ ReplicaSet ─▶ Pods, scheduling)
@@ -18,48 +20,20 @@ mod logs;
 mod probe;
 mod proxy;
 mod spec;
-pub(super) mod workloads;
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::SimConfig;
-use super::store::{EventType, State, Store};
+use crate::sim::cluster::clock::now_rfc3339;
+use crate::sim::cluster::store::{EventType, State, Store, meta_str};
+use crate::sim::config::{NodeConfig, SimConfig};
 
-pub(super) use logs::{LogOutput, LogQuery};
-
-/// Settings of the node of one simulated cluster.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// The executable run for containers of mc's own image (`mc sim serve` passes itself; the
-    /// test suite passes `env!("CARGO_BIN_EXE_mc")`, since there the sim runs inside the test
-    /// binary).
-    pub mc_exe: PathBuf,
-    /// Pod IPs come from this /16; None: `127.(b+90).0.0` for a ClusterIP base `127.b.0.0`.
-    pub pod_ip_base: Option<Ipv4Addr>,
-    /// LoadBalancer addresses come from this /16 (the Service's ClusterIP offset in it); None:
-    /// `127.(b+190).0.0`.
-    pub load_balancer_ip_base: Option<Ipv4Addr>,
-    /// First CrashLoopBackOff delay (doubled per restart, at most 5 minutes); kubelet's is 10 s.
-    pub crash_loop_backoff: Duration,
-}
-
-impl NodeConfig {
-    pub fn new(mc_exe: impl Into<PathBuf>) -> Self {
-        NodeConfig {
-            mc_exe: mc_exe.into(),
-            pod_ip_base: None,
-            load_balancer_ip_base: None,
-            crash_loop_backoff: Duration::from_secs(10),
-        }
-    }
-}
+pub(crate) use logs::{LogOutput, LogQuery};
 
 /// The Pod-IP /16 of a cluster.
 pub fn pod_ip_base(config: &SimConfig) -> Ipv4Addr {
@@ -93,19 +67,6 @@ fn host_ip(config: &SimConfig) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(pod_ip_base(config)) + 1)
 }
 
-/// The load-balancer address of a Service: its ClusterIP's offset in the load-balancer range,
-/// so that every Service gets its own without another allocator. None without a node.
-pub(super) fn load_balancer_ip(config: &SimConfig, svc: &Value) -> Option<IpAddr> {
-    config.node.as_ref()?;
-    let ip: Ipv4Addr = svc.pointer("/spec/clusterIP")?.as_str()?.parse().ok()?;
-    let offset = u32::from(ip).wrapping_sub(u32::from(config.cluster_ip_base));
-    (offset < 65536).then(|| {
-        IpAddr::V4(Ipv4Addr::from(
-            u32::from(load_balancer_ip_base(config)) + offset,
-        ))
-    })
-}
-
 /// What the node needs of its cluster; implemented by the API server's shared state, so that
 /// the node depends on the store and not on the server.
 pub trait Host: Send + Sync + 'static {
@@ -117,20 +78,6 @@ pub trait Host: Send + Sync + 'static {
     fn bound_token(&self, namespace: &str, name: &str, ttl: Duration) -> Option<String>;
     fn api_addr(&self) -> std::net::SocketAddr;
     fn ca_pem(&self) -> &str;
-}
-
-/// Second-precision UTC, as Kubernetes writes timestamps.
-pub(super) fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// What the node keeps between its tasks and the API handlers (logs).
@@ -282,7 +229,7 @@ fn write_pod_status(sim: &dyn Host, ns: &str, name: &str, uid: &str, status: Val
     let Some(pod) = state.get("/pods", ns, name) else {
         return;
     };
-    if super::store::meta_str(&pod, "uid") != uid || pod.get("status") == Some(&status) {
+    if meta_str(&pod, "uid") != uid || pod.get("status") == Some(&status) {
         return;
     }
     let mut p = (*pod).clone();
@@ -296,47 +243,9 @@ fn remove_pod(sim: &dyn Host, ns: &str, name: &str, uid: &str) {
     let mut state = sim.store().lock();
     let same = state
         .get("/pods", ns, name)
-        .is_some_and(|p| super::store::meta_str(&p, "uid") == uid);
+        .is_some_and(|p| meta_str(&p, "uid") == uid);
     if same {
         state.remove("/pods", ns, name);
         sim.settle(&mut state);
     }
-}
-
-/// A Pod on the node is deleted gracefully: it is marked (`deletionTimestamp`, grace period)
-/// and the kubelet removes it once its containers have stopped. None: delete it now (no node,
-/// not scheduled, or a grace period of 0 as with `kubectl delete --force --grace-period=0`).
-pub(super) fn graceful_pod_deletion(
-    config: &SimConfig,
-    state: &mut State,
-    rt: &super::registry::ResourceType,
-    live: &Value,
-    grace: Option<i64>,
-) -> Option<Arc<Value>> {
-    let scheduled = live
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    if rt.key() != "/pods" || config.node.is_none() || !scheduled {
-        return None;
-    }
-    let grace = grace.unwrap_or_else(|| {
-        live.pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-    });
-    if grace <= 0 {
-        return None;
-    }
-    let current = live
-        .pointer("/metadata/deletionGracePeriodSeconds")
-        .and_then(Value::as_i64);
-    if live.pointer("/metadata/deletionTimestamp").is_some() && current.is_some_and(|c| c <= grace)
-    {
-        return Some(Arc::new(live.clone()));
-    }
-    let mut obj = live.clone();
-    obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-    obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-    Some(state.put("/pods", obj, EventType::Modified))
 }

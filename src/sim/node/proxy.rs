@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::super::store::{State, meta_str};
 use super::Host;
+use crate::sim::cluster::store::{State, meta_str};
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// How long a backend may take to accept before the next one is tried.
@@ -248,8 +248,8 @@ async fn accept_loop(listener: TcpListener, frontend: SocketAddr, table: Table) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::registry::Registry;
-    use crate::sim::store::{EventType, Store};
+    use crate::sim::cluster::registry::Registry;
+    use crate::sim::cluster::store::{EventType, Store};
     use serde_json::json;
 
     fn service(name: &str, ty: &str, ip: &str, ports: Value, lb: Option<&str>) -> Value {

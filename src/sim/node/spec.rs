@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::super::store::{State, meta_str};
+use crate::sim::cluster::store::{State, meta_str};
 
 /// The agnhost image of Kubernetes' end-to-end tests, without tag.
 pub const AGNHOST_REPOSITORY: &str = "registry.k8s.io/e2e-test-images/agnhost";

@@ -3,13 +3,14 @@
 //! impersonate. Anonymous requests get 401 (only health and version are public).
 
 use http::HeaderMap;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::rbac::{Attributes, RbacSnapshot, UserInfo};
-use super::server::{API_AUDIENCE, Shared, authorize};
-use super::status::{self, ApiError};
-use super::store::meta_str;
-use super::token::ServiceAccountClaims;
+use super::context::{API_AUDIENCE, Shared};
+use crate::sim::cluster::clock;
+use crate::sim::cluster::store::meta_str;
+use crate::sim::semantics::rbac::{self, Attributes, RbacSnapshot, UserInfo};
+use crate::sim::semantics::status::{self, ApiError};
+use crate::sim::semantics::token::ServiceAccountClaims;
 
 pub const ADMIN_USER: &str = "mc-sim:admin";
 
@@ -31,7 +32,7 @@ pub fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<UserInfo, Ap
     }
     let claims = shared
         .signer
-        .verify(token, super::controllers::now_unix())
+        .verify(token, clock::now_unix())
         .map_err(|_| status::unauthorized())?;
     check_bound_objects(shared, &claims)?;
     Ok(service_account_user(
@@ -161,6 +162,29 @@ pub fn rbac_snapshot(shared: &Shared) -> RbacSnapshot {
         cluster_roles: get("clusterroles"),
         role_bindings: get("rolebindings"),
         cluster_role_bindings: get("clusterrolebindings"),
+    }
+}
+
+/// RBAC check with the real 403 message.
+pub fn authorize(shared: &Shared, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(());
+    }
+    let snapshot = rbac_snapshot(shared);
+    let decision = rbac::authorize(&snapshot, user, attrs);
+    if decision.allowed {
+        return Ok(());
+    }
+    let message = rbac::forbidden_message(user, attrs);
+    if attrs.resource_request {
+        Err(status::forbidden(
+            message,
+            &attrs.name,
+            &attrs.api_group,
+            &attrs.resource,
+        ))
+    } else {
+        Err(ApiError::new(403, "Forbidden", message).with_details(json!({})))
     }
 }
 

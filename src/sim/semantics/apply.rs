@@ -1587,8 +1587,8 @@ mod tests {
         use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for _ in 0..3_000 {
-            let spec_a = crate::sim::patch::tests::random_value(&mut rng, 5);
-            let spec_b = crate::sim::patch::tests::random_value(&mut rng, 5);
+            let spec_a = crate::sim::semantics::patch::tests::random_value(&mut rng, 5);
+            let spec_b = crate::sim::semantics::patch::tests::random_value(&mut rng, 5);
             let mk = |spec: &Value| json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":spec});
             let mut live = mk(&spec_a);
             track_update(None, &mut live, "creator", T1);

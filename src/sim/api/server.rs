@@ -3,121 +3,26 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::auth;
-use super::faults::Faults;
-use super::handlers;
-use super::pki::{self, ClusterPki};
-use super::rbac::{self, Attributes, UserInfo};
-use super::registry::{Registry, ResourceType};
-use super::status::{self, ApiError};
-use super::store::Store;
-use super::token::{ServiceAccountClaims, TokenSigner};
-use super::{SimConfig, SimError, controllers, discovery, openapi};
-
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+use super::auth::{self, authorize};
+use super::context::{Body, Ctx, Reply, RequestInfo, Shared, full};
+use super::{discovery, faults, handlers, openapi};
+use crate::sim::cluster::registry::{Registry, ResourceType, Sub};
+use crate::sim::semantics::rbac::Attributes;
+use crate::sim::semantics::status::{self, ApiError};
 
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB per object; be generous).
 const MAX_BODY: usize = 16 * 1024 * 1024;
-/// The audience of tokens meant for the API server itself.
-pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
-
-/// Everything a request handler needs; one per cluster.
-pub struct Shared {
-    pub config: SimConfig,
-    pub pki: ClusterPki,
-    pub admin_token: String,
-    pub store: Arc<Store>,
-    pub signer: TokenSigner,
-    pub faults: Faults,
-    pub issuer: String,
-    /// The node's state shared with handlers (`pods/log`), when the cluster has a node.
-    pub node: OnceLock<Arc<super::node::NodeShared>>,
-    addr: OnceLock<SocketAddr>,
-}
-
-impl Shared {
-    pub async fn new(config: SimConfig) -> Result<(Arc<Shared>, TcpListener), SimError> {
-        let listener = crate::runtime::listen(config.addr).map_err(|source| SimError::Bind {
-            name: config.name.clone(),
-            addr: config.addr,
-            source,
-        })?;
-        let pki =
-            pki::generate(&config.name, &[config.addr.ip()]).map_err(|source| SimError::Pki {
-                name: config.name.clone(),
-                source,
-            })?;
-        let issuer = API_AUDIENCE.to_string();
-        let signer = TokenSigner::generate(&issuer).map_err(|source| SimError::Token {
-            name: config.name.clone(),
-            source,
-        })?;
-        let store = Arc::new(Store::new(
-            Registry::builtin(),
-            config.history_capacity,
-            config.watch_buffer,
-        ));
-        let admin_token = format!("mc-sim-admin-{}", uuid::Uuid::new_v4().simple());
-        let faults = Faults::new(store.clone());
-        let shared = Arc::new(Shared {
-            config,
-            pki,
-            admin_token,
-            store,
-            signer,
-            faults,
-            issuer,
-            node: OnceLock::new(),
-            addr: OnceLock::new(),
-        });
-        // The `kubernetes` Service seeded below names the real port.
-        if let Ok(addr) = listener.local_addr() {
-            shared.set_addr(addr);
-        }
-        controllers::seed(&shared);
-        Ok((shared, listener))
-    }
-
-    pub fn set_addr(&self, addr: SocketAddr) {
-        let _ = self.addr.set(addr);
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr.get().copied().unwrap_or(self.config.addr)
-    }
-
-    /// A bound token for an existing ServiceAccount (None if it does not exist).
-    pub fn issue_token(&self, namespace: &str, name: &str, ttl: Duration) -> Option<String> {
-        let sa = self.store.lock().get("/serviceaccounts", namespace, name)?;
-        let now = controllers::now_unix();
-        let claims = ServiceAccountClaims {
-            issuer: self.issuer.clone(),
-            audiences: vec![API_AUDIENCE.to_string()],
-            expires_at: now + ttl.as_secs() as i64,
-            issued_at: now,
-            namespace: namespace.to_string(),
-            service_account_name: name.to_string(),
-            service_account_uid: super::store::meta_str(&sa, "uid").to_string(),
-            secret_name: None,
-            secret_uid: None,
-        };
-        self.signer.sign(&claims).ok()
-    }
-}
-
 /// Accepts connections until `stop` fires. Each connection is closed at once when the faults
 /// ask for all connections to drop.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
@@ -162,93 +67,6 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, stop: Cancellatio
         });
     })
     .await;
-}
-
-/// The parsed target of a request under `/api` or `/apis`.
-#[derive(Debug, Clone)]
-pub struct RequestInfo {
-    pub group: String,
-    pub version: String,
-    pub namespace: Option<String>,
-    pub plural: String,
-    pub name: Option<String>,
-    pub sub: Option<String>,
-}
-
-/// Per-request data handed to handlers.
-pub struct Ctx {
-    pub shared: Arc<Shared>,
-    pub method: Method,
-    pub path: String,
-    pub query: HashMap<String, String>,
-    pub headers: HeaderMap,
-    pub user: UserInfo,
-    pub body: Bytes,
-}
-
-impl Ctx {
-    pub fn q(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str)
-    }
-
-    pub fn q_bool(&self, key: &str) -> bool {
-        matches!(self.q(key), Some("true") | Some("1"))
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    pub fn wants_table(&self) -> bool {
-        let accept = self.header("accept");
-        accept.contains("as=Table")
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.user.groups.iter().any(|g| g == "system:masters")
-    }
-}
-
-/// What a handler answers: a JSON body, or a streaming body (watch).
-pub enum Reply {
-    Json {
-        code: u16,
-        body: Value,
-        content_type: &'static str,
-    },
-    Stream {
-        body: Body,
-        content_type: &'static str,
-    },
-    Text {
-        code: u16,
-        body: String,
-    },
-    /// Pre-serialized JSON (large lists).
-    Bytes {
-        code: u16,
-        body: Bytes,
-        content_type: &'static str,
-    },
-}
-
-impl Reply {
-    pub fn json(code: u16, body: Value) -> Self {
-        Reply::Json {
-            code,
-            body,
-            content_type: "application/json",
-        }
-    }
-}
-
-pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
 }
 
 fn respond(reply: Reply) -> Response<Body> {
@@ -418,7 +236,8 @@ async fn route(ctx: Ctx) -> Result<Reply, ApiError> {
                     "",
                 ));
             }
-            super::faults::handle_http(&ctx)
+            faults::handle_http(&ctx.shared.faults, &ctx.method, &ctx.body)
+                .map(|body| Reply::json(200, body))
         }
         [".well-known", "openid-configuration"] => {
             non_resource(&ctx)?;
@@ -565,8 +384,8 @@ async fn resource_request(
     if let Some(sub) = &info.sub {
         let known = match sub.as_str() {
             "status" => rt.has_status(),
-            "scale" => rt.subresources.contains(&super::registry::Sub::Scale),
-            "token" => rt.subresources.contains(&super::registry::Sub::Token),
+            "scale" => rt.subresources.contains(&Sub::Scale),
+            "token" => rt.subresources.contains(&Sub::Token),
             "log" => rt.key() == "/pods",
             _ => false,
         };
@@ -587,29 +406,6 @@ async fn resource_request(
         return super::watch::watch(&ctx, &rt, &info);
     }
     handlers::dispatch(&ctx, &rt, &info)
-}
-
-/// RBAC check with the real 403 message.
-pub fn authorize(shared: &Shared, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
-    if user.groups.iter().any(|g| g == "system:masters") {
-        return Ok(());
-    }
-    let snapshot = auth::rbac_snapshot(shared);
-    let decision = rbac::authorize(&snapshot, user, attrs);
-    if decision.allowed {
-        return Ok(());
-    }
-    let message = rbac::forbidden_message(user, attrs);
-    if attrs.resource_request {
-        Err(status::forbidden(
-            message,
-            &attrs.name,
-            &attrs.api_group,
-            &attrs.resource,
-        ))
-    } else {
-        Err(ApiError::new(403, "Forbidden", message).with_details(json!({})))
-    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::handlers::{Filter, present};
-use super::registry::ResourceType;
-use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
-use super::status::{self, ApiError};
-use super::store::{Event, EventType};
-use super::table;
+use super::context::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
+use super::list::{Filter, present};
+use crate::sim::cluster::registry::ResourceType;
+use crate::sim::cluster::store::{Event, EventType};
+use crate::sim::semantics::status::{self, ApiError};
+use crate::sim::semantics::table;
 
 /// Server-side default when the client gives no timeoutSeconds (kube-apiserver picks 30-60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -37,14 +37,14 @@ impl WatchSpec {
     fn line(&self, etype: &str, obj: &Value) -> Bytes {
         let obj = present(obj, &self.rt, &self.version);
         let object = if self.table {
-            let rv = super::store::meta_str(&obj, "resourceVersion").to_string();
+            let rv = crate::sim::cluster::store::meta_str(&obj, "resourceVersion").to_string();
             table::table_for(
                 &self.rt.group,
                 &self.rt.plural,
                 self.rt.printer_columns.as_ref(),
                 &[obj],
                 &rv,
-                super::controllers::now_unix(),
+                crate::sim::cluster::clock::now_unix(),
             )
         } else {
             obj
@@ -104,8 +104,9 @@ pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Re
     let mut filter = Filter::from_ctx(ctx, info)?;
     if let Some(name) = &info.name {
         // A watch on one object is a watch with a name field selector.
-        let by_name = super::selector::FieldSelector::parse(&format!("metadata.name={name}"))
-            .map_err(|e| status::bad_request(e.to_string()))?;
+        let by_name =
+            crate::sim::semantics::selector::FieldSelector::parse(&format!("metadata.name={name}"))
+                .map_err(|e| status::bad_request(e.to_string()))?;
         filter.fields = Some(match filter.fields.take() {
             None => by_name,
             Some(f) => {
@@ -113,7 +114,7 @@ pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Re
                     "{},metadata.name={name}",
                     ctx.q("fieldSelector").unwrap_or_default()
                 );
-                super::selector::FieldSelector::parse(&combined).unwrap_or(f)
+                crate::sim::semantics::selector::FieldSelector::parse(&combined).unwrap_or(f)
             }
         });
     }

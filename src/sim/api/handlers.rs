@@ -8,18 +8,18 @@ use std::sync::Arc;
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use super::apply::{self, ApplyError};
-use super::controllers;
-use super::patch;
-use super::proto;
-use super::rbac::{self, Attributes};
-use super::registry::ResourceType;
-use super::selector::{FieldSelector, LabelSelector};
-use super::server::{Ctx, Reply, RequestInfo, TABLE_CONTENT_TYPE};
-use super::status::{self, ApiError};
-use super::store::{EventType, State, meta_str};
-use super::table;
-use super::token::ServiceAccountClaims;
+use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
+use super::list::{Filter, present};
+use crate::sim::cluster::registry::ResourceType;
+use crate::sim::cluster::store::{EventType, State, meta_str};
+use crate::sim::cluster::{clock, controllers};
+use crate::sim::semantics::apply::{self, ApplyError};
+use crate::sim::semantics::patch;
+use crate::sim::semantics::proto;
+use crate::sim::semantics::rbac::{self, Attributes};
+use crate::sim::semantics::status::{self, ApiError};
+use crate::sim::semantics::table;
+use crate::sim::semantics::token::ServiceAccountClaims;
 
 pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     if rt.create_only {
@@ -57,15 +57,15 @@ fn pod_log(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, ApiError>
             "pod \"{name}\" runs nowhere: this simulated cluster has no node (start it with --node)"
         ))
     })?;
-    let query = super::node::LogQuery {
+    let query = crate::sim::node::LogQuery {
         container: ctx.q("container").map(str::to_string),
         previous: ctx.q_bool("previous"),
         follow: ctx.q_bool("follow"),
         tail_lines: ctx.q("tailLines").and_then(|t| t.parse().ok()),
     };
     Ok(match node.logs.read(&pod, query)? {
-        super::node::LogOutput::Text(body) => Reply::Text { code: 200, body },
-        super::node::LogOutput::Follow(rx) => {
+        crate::sim::node::LogOutput::Text(body) => Reply::Text { code: 200, body },
+        crate::sim::node::LogOutput::Follow(rx) => {
             let chunks = futures::stream::unfold(rx, |mut rx| async move {
                 let chunk = rx.recv().await?;
                 Some((Ok(hyper::body::Frame::data(chunk)), rx))
@@ -82,15 +82,6 @@ fn ns_of(info: &RequestInfo) -> &str {
     info.namespace.as_deref().unwrap_or("")
 }
 
-/// The object as the client asked for it: CRD objects get the requested version's apiVersion.
-pub fn present(obj: &Value, rt: &ResourceType, version: &str) -> Value {
-    let mut out = obj.clone();
-    if rt.from_crd {
-        out["apiVersion"] = json!(rt.api_version(version));
-    }
-    out
-}
-
 pub fn table_reply(ctx: &Ctx, rt: &ResourceType, objects: &[Value], rv: &str) -> Reply {
     let mut t = table::table_for(
         &rt.group,
@@ -98,7 +89,7 @@ pub fn table_reply(ctx: &Ctx, rt: &ResourceType, objects: &[Value], rv: &str) ->
         rt.printer_columns.as_ref(),
         objects,
         rv,
-        controllers::now_unix(),
+        clock::now_unix(),
     );
     // kubectl asks for the full object in rows only with includeObject=Object.
     if ctx.q("includeObject") == Some("Object")
@@ -126,43 +117,6 @@ fn get(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo, name: &str) -> Result<R
         return Ok(table_reply(ctx, rt, &[obj], &rv));
     }
     Ok(Reply::json(200, obj))
-}
-
-pub struct Filter {
-    pub namespace: Option<String>,
-    pub labels: LabelSelector,
-    pub fields: Option<FieldSelector>,
-}
-
-impl Filter {
-    pub fn from_ctx(ctx: &Ctx, info: &RequestInfo) -> Result<Filter, ApiError> {
-        let labels = match ctx.q("labelSelector") {
-            Some(s) if !s.is_empty() => LabelSelector::parse(s)
-                .map_err(|e| status::bad_request(format!("unable to parse requirement: {e}")))?,
-            _ => LabelSelector::everything(),
-        };
-        let fields = match ctx.q("fieldSelector") {
-            Some(s) if !s.is_empty() => Some(
-                FieldSelector::parse(s)
-                    .map_err(|e| status::bad_request(format!("invalid field selector: {e}")))?,
-            ),
-            _ => None,
-        };
-        Ok(Filter {
-            namespace: info.namespace.clone(),
-            labels,
-            fields,
-        })
-    }
-
-    pub fn matches(&self, obj: &Value) -> bool {
-        if let Some(ns) = &self.namespace
-            && meta_str(obj, "namespace") != ns
-        {
-            return false;
-        }
-        self.labels.matches_object(obj) && self.fields.as_ref().is_none_or(|f| f.matches(obj))
-    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -315,7 +269,7 @@ fn parse_body(ctx: &Ctx) -> Result<Value, ApiError> {
 }
 
 pub fn now_rfc3339() -> String {
-    controllers::now_rfc3339()
+    clock::now_rfc3339()
 }
 
 fn field_manager(ctx: &Ctx) -> String {
@@ -509,13 +463,13 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     }
     let now = now_rfc3339();
     prepare_create(rt, &mut obj, &now);
-    controllers::admit(&ctx.shared, &mut state, rt, None, &mut obj)?;
+    controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
     apply::track_update(None, &mut obj, &manager, &now);
     if dry_run(ctx) {
         return Ok(Reply::json(201, present(&obj, rt, &info.version)));
     }
     let stored = state.put(&rt.key(), obj, EventType::Added);
-    controllers::run(&ctx.shared, &mut state);
+    ctx.shared.settle(&mut state);
     Ok(Reply::json(201, present(&stored, rt, &info.version)))
 }
 
@@ -751,7 +705,7 @@ fn finish_update(
             }
         }
     }
-    controllers::admit(&ctx.shared, state, rt, Some(live), &mut new)?;
+    controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
     if spec_part(live) != spec_part(&new) {
         let gen_ = live
@@ -781,7 +735,7 @@ fn finish_update(
     if terminating && no_finalizers {
         state.remove(&rt.key(), ns_of(info), &name);
     }
-    controllers::run(&ctx.shared, state);
+    ctx.shared.settle(state);
     Ok(Reply::json(200, present(&stored, rt, &info.version)))
 }
 
@@ -898,12 +852,12 @@ fn patch_object(
                 check_identity(rt, info, &mut obj)?;
                 prepare_create(rt, &mut obj, &now);
                 // prepare_create drops status; an apply may not set it on create either.
-                controllers::admit(&ctx.shared, &mut state, rt, None, &mut obj)?;
+                controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
                 if dry_run(ctx) {
                     return Ok(Reply::json(201, present(&obj, rt, &info.version)));
                 }
                 let stored = state.put(&rt.key(), obj, EventType::Added);
-                controllers::run(&ctx.shared, &mut state);
+                ctx.shared.settle(&mut state);
                 Ok(Reply::json(201, present(&stored, rt, &info.version)))
             }
             Some(live) => {
@@ -1082,9 +1036,13 @@ fn delete(
         opts.propagation.as_deref(),
         opts.grace,
     );
-    controllers::run(&ctx.shared, &mut state);
+    ctx.shared.settle(&mut state);
     Ok(match reply {
-        Deleted::Gone(last) => {
+        controllers::Deletion {
+            object: last,
+            gone: true,
+            ..
+        } => {
             if rt.plural == "namespaces" || rt.plural == "pods" {
                 Reply::json(200, present(&last, rt, &info.version))
             } else {
@@ -1094,79 +1052,27 @@ fn delete(
                 )
             }
         }
-        Deleted::Pending(obj) => Reply::json(200, present(&obj, rt, &info.version)),
+        controllers::Deletion { object, .. } => {
+            Reply::json(200, present(&object, rt, &info.version))
+        }
     })
 }
 
-enum Deleted {
-    Gone(Arc<Value>),
-    Pending(Arc<Value>),
-}
-
-/// Deletes one object: finalizers defer it (deletionTimestamp set), Orphan strips owner
-/// references from dependents, otherwise it goes now and the controllers collect dependents.
+/// Deletes one object through the controllers and starts the timer of a namespace removal.
 fn delete_one(
-    shared: &Arc<super::server::Shared>,
+    shared: &Arc<Shared>,
     state: &mut State,
     rt: &ResourceType,
     live: &Value,
     propagation: Option<&str>,
     grace: Option<i64>,
-) -> Deleted {
-    let ns = meta_str(live, "namespace").to_string();
-    let name = meta_str(live, "name").to_string();
-    let has_finalizers = live
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if propagation == Some("Orphan") {
-        controllers::orphan_dependents(state, meta_str(live, "uid"));
+) -> controllers::Deletion {
+    let mut deletion =
+        controllers::delete(&shared.controllers, state, rt, live, propagation, grace);
+    if let Some(removal) = deletion.later.take() {
+        shared.schedule_namespace_removal(removal);
     }
-    if has_finalizers {
-        if live.pointer("/metadata/deletionTimestamp").is_some() {
-            return Deleted::Pending(Arc::new(live.clone()));
-        }
-        let mut obj = live.clone();
-        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        let stored = state.put(&rt.key(), obj, EventType::Modified);
-        return Deleted::Pending(stored);
-    }
-    if let Some(pending) =
-        super::node::graceful_pod_deletion(&shared.config, state, rt, live, grace)
-    {
-        return Deleted::Pending(pending);
-    }
-    if rt.plural == "namespaces" {
-        if live.pointer("/metadata/deletionTimestamp").is_some() {
-            return Deleted::Pending(Arc::new(live.clone()));
-        }
-        let mut obj = live.clone();
-        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["status"] = json!({"phase": "Terminating"});
-        let stored = state.put(&rt.key(), obj, EventType::Modified);
-        controllers::schedule_namespace_removal(
-            shared.clone(),
-            name,
-            meta_str(live, "uid").to_string(),
-        );
-        return Deleted::Pending(stored);
-    }
-    if propagation == Some("Foreground") {
-        // The owner is seen terminating with the foregroundDeletion finalizer while its
-        // dependents go first; then it goes.
-        let mut obj = live.clone();
-        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
-        state.put(&rt.key(), obj, EventType::Modified);
-        controllers::collect_garbage(state, meta_str(live, "uid"));
-    }
-    match state.remove(&rt.key(), &ns, &name) {
-        Some(last) => Deleted::Gone(last),
-        None => Deleted::Gone(Arc::new(live.clone())),
-    }
+    deletion
 }
 
 fn delete_collection(
@@ -1188,20 +1094,17 @@ fn delete_collection(
             items.push(present(&v, rt, &info.version));
             continue;
         }
-        match delete_one(
+        let deletion = delete_one(
             &ctx.shared,
             &mut state,
             rt,
             &v,
             opts.propagation.as_deref(),
             opts.grace,
-        ) {
-            Deleted::Gone(last) | Deleted::Pending(last) => {
-                items.push(present(&last, rt, &info.version))
-            }
-        }
+        );
+        items.push(present(&deletion.object, rt, &info.version));
     }
-    controllers::run(&ctx.shared, &mut state);
+    ctx.shared.settle(&mut state);
     Ok(Reply::json(
         200,
         json!({
@@ -1407,7 +1310,7 @@ fn review(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, Api
                 Ok(user) => json!({
                     "authenticated": true,
                     "user": {"username": user.username, "groups": user.groups},
-                    "audiences": [super::server::API_AUDIENCE],
+                    "audiences": [super::context::API_AUDIENCE],
                 }),
                 Err(_) => json!({"authenticated": false, "error": "invalid bearer token"}),
             };
@@ -1477,7 +1380,7 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
                 .collect()
         })
         .filter(|a: &Vec<String>| !a.is_empty())
-        .unwrap_or_else(|| vec![super::server::API_AUDIENCE.to_string()]);
+        .unwrap_or_else(|| vec![super::context::API_AUDIENCE.to_string()]);
     let seconds = body
         .pointer("/spec/expirationSeconds")
         .and_then(|v| {
@@ -1512,7 +1415,7 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
         }
         _ => (None, None),
     };
-    let now = controllers::now_unix();
+    let now = clock::now_unix();
     let claims = ServiceAccountClaims {
         issuer: ctx.shared.issuer.clone(),
         audiences: audiences.clone(),
@@ -1541,7 +1444,7 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
     body["spec"]["expirationSeconds"] = json!(seconds);
     body["status"] = json!({
         "token": token,
-        "expirationTimestamp": controllers::rfc3339_of(now + seconds),
+        "expirationTimestamp": clock::rfc3339_of(now + seconds),
     });
     Ok(Reply::json(201, body))
 }
@@ -1549,7 +1452,7 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::registry::Registry;
+    use crate::sim::cluster::registry::Registry;
 
     fn rt(group: &str, plural: &str) -> Arc<ResourceType> {
         let reg = Registry::builtin();

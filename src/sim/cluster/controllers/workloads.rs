@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::super::SimConfig;
-use super::super::selector::LabelSelector;
-use super::super::store::{Event, EventType, State, meta_str};
-use super::now_rfc3339;
+use crate::sim::cluster::clock::now_rfc3339;
+use crate::sim::cluster::store::{Event, EventType, State, meta_str};
+use crate::sim::semantics::selector::LabelSelector;
 
 const DEPLOYMENTS: &str = "apps/deployments";
 const REPLICASETS: &str = "apps/replicasets";
@@ -22,14 +21,14 @@ const PODS: &str = "/pods";
 const HASH_LABEL: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
-pub fn on_event(shared: &SimConfig, state: &mut State, ev: &Event) {
+pub fn on_event(node_name: &str, state: &mut State, ev: &Event) {
     let ns = ev.namespace.as_str();
     let name = meta_str(&ev.object, "name");
     match ev.key.as_str() {
         DEPLOYMENTS if ev.etype != EventType::Deleted => reconcile_deployment(state, ns, name),
         REPLICASETS => {
             if ev.etype != EventType::Deleted {
-                reconcile_replicaset(shared, state, ns, name);
+                reconcile_replicaset(node_name, state, ns, name);
             }
             if let Some(owner) = controller_of(&ev.object, "Deployment") {
                 reconcile_deployment(state, ns, &owner);
@@ -37,10 +36,10 @@ pub fn on_event(shared: &SimConfig, state: &mut State, ev: &Event) {
         }
         PODS => {
             if ev.etype == EventType::Added {
-                schedule(shared, state, &ev.object);
+                schedule(node_name, state, &ev.object);
             }
             if let Some(owner) = controller_of(&ev.object, "ReplicaSet") {
-                reconcile_replicaset(shared, state, ns, &owner);
+                reconcile_replicaset(node_name, state, ns, &owner);
             }
         }
         _ => {}
@@ -75,7 +74,7 @@ fn owned_by(state: &State, key: &str, owner_uid: &str) -> Vec<Arc<Value>> {
 }
 
 /// Binds a new Pod to the node, as the scheduler would (there is one node, always fitting).
-fn schedule(shared: &SimConfig, state: &mut State, pod: &Value) {
+fn schedule(node_name: &str, state: &mut State, pod: &Value) {
     if pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -84,7 +83,7 @@ fn schedule(shared: &SimConfig, state: &mut State, pod: &Value) {
         return;
     }
     let mut p = pod.clone();
-    p["spec"]["nodeName"] = json!(super::node_name(shared));
+    p["spec"]["nodeName"] = json!(node_name);
     p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True",
         "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}]);
     state.put(PODS, p, EventType::Modified);
@@ -341,7 +340,7 @@ fn pod_ready(p: &Value) -> bool {
         })
 }
 
-fn reconcile_replicaset(shared: &SimConfig, state: &mut State, ns: &str, name: &str) {
+fn reconcile_replicaset(node_name: &str, state: &mut State, ns: &str, name: &str) {
     let Some(rs) = state.get(REPLICASETS, ns, name) else {
         return;
     };
@@ -365,7 +364,7 @@ fn reconcile_replicaset(shared: &SimConfig, state: &mut State, ns: &str, name: &
     let count = active.len() as i64;
     if count < desired {
         for _ in count..desired {
-            let pod = new_pod(shared, &rs);
+            let pod = new_pod(node_name, &rs);
             active.push(state.put(PODS, pod, EventType::Added));
         }
     } else if count > desired {
@@ -423,7 +422,7 @@ pub fn delete_pod_gracefully(state: &mut State, pod: &Value) {
     state.put(PODS, p, EventType::Modified);
 }
 
-fn new_pod(shared: &SimConfig, rs: &Value) -> Value {
+fn new_pod(node_name: &str, rs: &Value) -> Value {
     let ns = meta_str(rs, "namespace");
     let rs_name = meta_str(rs, "name");
     let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -449,7 +448,7 @@ fn new_pod(shared: &SimConfig, rs: &Value) -> Value {
         }
     }
     spec["serviceAccount"] = spec["serviceAccountName"].clone();
-    spec["nodeName"] = json!(super::node_name(shared));
+    spec["nodeName"] = json!(node_name);
     if let Some(cs) = spec.get_mut("containers").and_then(Value::as_array_mut) {
         for c in cs {
             if c.get("imagePullPolicy").is_none() {
@@ -469,11 +468,45 @@ fn new_pod(shared: &SimConfig, rs: &Value) -> Value {
     })
 }
 
+/// Without a node nothing runs Pods: Deployments report their desired replicas as ready so
+/// `rollout status` finishes.
+pub fn on_deployment_without_node(state: &mut State, ev: &Event) {
+    if ev.etype == EventType::Deleted {
+        return;
+    }
+    let obj = &ev.object;
+    let generation = obj
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
+    let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+    if obj.pointer("/status/observedGeneration") == Some(&generation)
+        && obj.pointer("/status/replicas") == Some(&replicas)
+    {
+        return;
+    }
+    let now = now_rfc3339();
+    let mut o = (**obj).clone();
+    o["status"] = json!({
+        "observedGeneration": generation,
+        "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+             "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+             "message": format!("ReplicaSet \"{}\" has successfully progressed.", meta_str(obj, "name")),
+             "lastUpdateTime": now, "lastTransitionTime": now},
+        ],
+    });
+    state.put("apps/deployments", o, EventType::Modified);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::registry::Registry;
-    use crate::sim::store::Store;
+    use crate::sim::cluster::registry::Registry;
+    use crate::sim::cluster::store::Store;
 
     fn deployment(replicas: i64) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -491,14 +524,14 @@ mod tests {
     }
 
     /// Runs the controllers the way the store's event loop does, until nothing changes.
-    fn settle(config: &SimConfig, st: &mut State) {
+    fn settle(node_name: &str, st: &mut State) {
         for _ in 0..50 {
             let events = std::mem::take(&mut st.pending);
             if events.is_empty() {
                 return;
             }
             for ev in &events {
-                on_event(config, st, ev);
+                on_event(node_name, st, ev);
             }
         }
         panic!("controllers did not settle");
@@ -506,12 +539,10 @@ mod tests {
 
     #[test]
     fn deployment_status_counts_pods_that_are_ready_and_scaling_down_removes_pods() {
-        let mut config = SimConfig::new("t");
-        config.node = Some(super::super::NodeConfig::new("mc"));
         let store = Store::new(Registry::builtin(), 100, 16);
         let mut st = store.lock();
         st.put(DEPLOYMENTS, deployment(3), EventType::Added);
-        settle(&config, &mut st);
+        settle("t-node", &mut st);
         let created = pods(&st);
         assert_eq!(created.len(), 3);
         assert!(created.iter().all(|p| p["spec"]["nodeName"] == "t-node"));
@@ -523,7 +554,7 @@ mod tests {
             p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
             st.put(PODS, p, EventType::Modified);
         }
-        settle(&config, &mut st);
+        settle("t-node", &mut st);
         let d = st.get(DEPLOYMENTS, "default", "web").unwrap();
         assert_eq!(d["status"]["readyReplicas"], 2);
         assert_eq!(d["status"]["availableReplicas"], 2);
@@ -531,7 +562,7 @@ mod tests {
         scaled["spec"]["replicas"] = json!(2);
         scaled["metadata"]["generation"] = json!(2);
         st.put(DEPLOYMENTS, scaled, EventType::Modified);
-        settle(&config, &mut st);
+        settle("t-node", &mut st);
         // The unready Pod goes first.
         let left = pods(&st);
         assert_eq!(left.len(), 2);

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::registry::{Registry, ResourceType, Sub};
-use super::server::{Ctx, Reply};
+use super::context::{Ctx, Reply};
+use crate::sim::cluster::registry::{Registry, ResourceType, Sub};
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 const AGGREGATED_V2BETA1: &str =

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::server::{Ctx, Reply};
-use super::status::{self, ApiError};
-use super::store::Store;
+use crate::sim::cluster::store::Store;
+use crate::sim::semantics::status::{self, ApiError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WriteFailure {
@@ -148,14 +147,17 @@ impl Faults {
     }
 }
 
-/// `POST /mc-sim/faults` with a JSON body `{"action": ..., ...}`.
-pub(crate) fn handle_http(ctx: &Ctx) -> Result<Reply, ApiError> {
-    if ctx.method != http::Method::POST {
+/// `POST /mc-sim/faults` with a JSON body `{"action": ..., ...}`; answers a `Status`.
+pub(crate) fn handle_http(
+    faults: &Faults,
+    method: &http::Method,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if method != http::Method::POST {
         return Err(status::method_not_allowed());
     }
-    let body: Value = serde_json::from_slice(&ctx.body)
+    let body: Value = serde_json::from_slice(body)
         .map_err(|e| status::bad_request(format!("the fault request must be JSON: {e}")))?;
-    let faults = &ctx.shared.faults;
     let secs = |k: &str| body.get(k).and_then(Value::as_f64).unwrap_or(0.0).max(0.0);
     match body.get("action").and_then(Value::as_str).unwrap_or("") {
         "unreachable" => {
@@ -178,8 +180,5 @@ pub(crate) fn handle_http(ctx: &Ctx) -> Result<Reply, ApiError> {
             )));
         }
     }
-    Ok(Reply::json(
-        200,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-    ))
+    Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}))
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::registry::Registry;
+use crate::sim::cluster::registry::Registry;
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {

@@ -1,0 +1,13 @@
+//! Request semantics: what the Kubernetes API means, as pure functions over JSON values, with
+//! no I/O and nothing imported from the rest of the simulator (label/field selectors, JSON,
+//! merge and strategic patches, server-side apply, RBAC rules, protobuf encoding, service
+//! account tokens, server-side tables, and `Status` errors).
+
+pub mod apply;
+pub mod patch;
+pub mod proto;
+pub mod rbac;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod token;

@@ -3,6 +3,7 @@
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
 mod completions;
+mod demo;
 mod export;
 mod gateway;
 mod identity;
@@ -66,6 +67,8 @@ pub enum Command {
     Gateway(Box<gateway::GatewayArgs>),
     /// Run the service-mirror controller (mirrors the exported Services of linked clusters).
     Mirror(mirror::MirrorArgs),
+    /// Run the seed scenario on two simulated clusters: split, failover, recovery.
+    Demo(demo::DemoArgs),
     /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
     Sim(sim::SimArgs),
 }
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => gateway::run(*args, cli.client),
         Command::Mirror(args) => mirror::run(args, cli.client),
         Command::Sim(args) => sim::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -131,10 +131,20 @@ impl PeerPool {
 
     /// Opens a CONNECT stream to `authority` on the pooled connection.
     pub async fn open(&self, authority: &str) -> Result<hyper::upgrade::Upgraded, OpenError> {
+        self.open_with(authority, false).await
+    }
+
+    /// `open`, but with `fail_fast` a pool that is backing off fails the stream at once instead
+    /// of waiting for it (a split has other backends to try).
+    async fn open_with(
+        &self,
+        authority: &str,
+        fail_fast: bool,
+    ) -> Result<hyper::upgrade::Upgraded, OpenError> {
         // One retry: the connection may die between our look at the state and the request.
         let mut last_err = None;
         for _ in 0..2 {
-            let mut sender = self.ready_sender().await?;
+            let mut sender = self.ready_sender(fail_fast).await?;
             let req = Request::builder()
                 .method(Method::CONNECT)
                 .uri(authority)
@@ -191,14 +201,19 @@ impl PeerPool {
         )
     }
 
-    async fn ready_sender(&self) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
+    async fn ready_sender(&self, fail_fast: bool) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
         let mut rx = self.state.clone();
         let mut last: Arc<str> = "connecting".into();
         let wait = async {
             loop {
                 match &*rx.borrow_and_update() {
                     PoolState::Ready(s) if !s.is_closed() => return Some(s.clone()),
-                    PoolState::Backoff(e) => last = e.clone(),
+                    PoolState::Backoff(e) => {
+                        last = e.clone();
+                        if fail_fast {
+                            return None;
+                        }
+                    }
                     PoolState::Closed => return None,
                     _ => {}
                 }
@@ -616,7 +631,7 @@ async fn split_client(
                     continue;
                 };
                 let opened = tokio::select! {
-                    o = pool.open(&route.authority) => o,
+                    o = pool.open_with(&route.authority, true) => o,
                     _ = shared.hard.cancelled() => return,
                 };
                 let upgraded = match opened {

@@ -12,9 +12,10 @@ pub use link::{Link, LinkSpec, LinkStatus};
 pub use split::{TrafficSplit, TrafficSplitSpec, TrafficSplitStatus};
 
 // The Kubernetes types mc uses, from one place.
+pub use k8s_openapi::api::apps::v1::Deployment;
 pub use k8s_openapi::api::coordination::v1::Lease;
 pub use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, Event, Namespace, Pod, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 pub use k8s_openapi::api::discovery::v1::{
     Endpoint, EndpointConditions, EndpointPort, EndpointSlice,

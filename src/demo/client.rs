@@ -56,11 +56,16 @@ pub enum ClientError {
 
 /// One request over one new connection: the body of a 200 answer, trimmed.
 pub async fn get_once(target: SocketAddr) -> Option<String> {
+    http_get(target, "/").await
+}
+
+/// `GET path` over HTTP/1.0 on a new connection: the body of a 200 answer, trimmed, if any.
+pub async fn http_get(target: SocketAddr, path: &str) -> Option<String> {
     let mut s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
         .await
         .ok()?
         .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: backend\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: backend\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut out = Vec::new();

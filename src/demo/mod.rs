@@ -47,10 +47,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 /// Connections per probe of the failover loop.
 const PROBE_BURST: u32 = 20;
-/// Connections per probe of the recovery loop, and the share of them west must answer (of its
-/// 50%): 40 connections at 50/50 fall under 35% about 2% of the time (the loop then tries again).
-const RECOVERY_BURST: u32 = 40;
-const RECOVERED_SHARE: f64 = 35.0;
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -622,12 +618,25 @@ impl Demo {
         })
         .await?;
         // Back means split again, not one answer: each east gateway Pod reconnects to west on
-        // its own back-off, and until both have, west gets less than its share.
-        let back = until("west to take its share again", || async {
+        // its own back-off, and until all have, west gets less than its share. Their metrics
+        // say when (`mc_gateway_peer_pool_state{peer="west",state="ready"} 1`).
+        let gateways = self.gateway_ips(EAST).await?;
+        until("every east gateway to reconnect to west", || async {
+            for ip in &gateways {
+                let addr = SocketAddr::from((*ip, crate::k8s::GATEWAY_PROBE_PORT));
+                let metrics = client::http_get(addr, "/metrics").await?;
+                let ready =
+                    format!("mc_gateway_peer_pool_state{{peer=\"{WEST}\",state=\"ready\"}} 1");
+                metrics.lines().any(|l| l == ready).then_some(())?;
+            }
+            Some(())
+        })
+        .await?;
+        let back = until("west to answer again", || async {
             let at = scaled.elapsed();
-            let b = client::request_burst(client, apex, RECOVERY_BURST, 4).await?;
+            let b = client::request_burst(client, apex, PROBE_BURST, 4).await?;
             let t = tally_of("recovery", &b);
-            (t.failures == 0 && t.percent(WEST) >= RECOVERED_SHARE).then_some(at)
+            (t.failures == 0 && t.counts.contains_key(WEST)).then_some(at)
         })
         .await?;
         summary.recovery = Timing {
@@ -676,6 +685,19 @@ impl Demo {
             .await
             .map_err(kube_err(format!("list the gateway Pods of {cluster}")))?;
         Ok(list.items.iter().flat_map(pod_pids).collect())
+    }
+
+    async fn gateway_ips(&self, cluster: &str) -> Result<Vec<Ipv4Addr>, DemoError> {
+        let pods: Api<Pod> = Api::namespaced(self.client(cluster).clone(), MC_NS);
+        let list = pods
+            .list(&ListParams::default().labels(GATEWAY_SELECTOR))
+            .await
+            .map_err(kube_err(format!("list the gateway Pods of {cluster}")))?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok())
+            .collect())
     }
 
     async fn scale_gateway(&self, cluster: &str, replicas: i32) -> Result<(), DemoError> {

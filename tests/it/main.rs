@@ -2,6 +2,7 @@
 //! processes on 127.0.0.1.
 
 mod cli;
+mod demo;
 mod gateway;
 mod identity;
 mod install;

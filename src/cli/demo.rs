@@ -48,6 +48,9 @@ pub enum DemoCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Runs in the demo's client Pod (mc's image). Examples:
+  mc demo client --listen 127.0.0.1:8080
+  curl '127.0.0.1:8080/burst?target=127.60.0.5:8080&n=100&concurrency=8'")]
 pub struct ClientArgs {
     /// Address to serve /burst on (the Pod IP).
     #[arg(long)]

@@ -637,6 +637,70 @@ mod tests {
         assert_eq!(t.peers["west"].address, "203.0.113.7:4143");
     }
 
+    fn split(weights: &[(&str, u32)], ports: &[(u16, u16)]) -> SplitRecord {
+        SplitRecord {
+            ports: ports.to_vec(),
+            backends: weights.iter().map(|(s, w)| (s.to_string(), *w)).collect(),
+        }
+    }
+
+    #[test]
+    fn split_ports_route_local_backends_directly_and_mirrors_through_their_peer() {
+        let mut idx = KubeIndex::default();
+        let local = mk_service("default", "backend-svc", "10.1.0.3", &[8080]);
+        idx.apply_service("default", "backend-svc", record_of(&local));
+        let m = mirror(
+            mk_service("default", "backend-svc-west", "10.1.0.4", &[8080]),
+            "west",
+            "default/backend-svc",
+            r#"{"8080":10000}"#,
+        );
+        idx.apply_service("default", "backend-svc-west", record_of(&m));
+        idx.apply_link("west", mk_link("cluster.local"));
+        idx.splits.insert(
+            ("default".into(), "backend".into()),
+            split(
+                &[("backend-svc", 50), ("backend-svc-west", 0), ("gone", 10)],
+                &[(8080, 10001)],
+            ),
+        );
+        let t = idx.tables();
+        let route = &t.splits[&10001];
+        assert_eq!(route.split, "default/backend");
+        // A backend the gateway cannot resolve is left out; weights are the status's.
+        assert_eq!(
+            route.backends,
+            vec![
+                SplitBackend {
+                    service: "backend-svc".into(),
+                    weight: 50,
+                    target: SplitTarget::Direct("10.1.0.3:8080".parse().unwrap()),
+                },
+                SplitBackend {
+                    service: "backend-svc-west".into(),
+                    weight: 0,
+                    target: SplitTarget::Tunnel(Listener {
+                        peer: "west".into(),
+                        authority: "backend-svc.default.svc.cluster.local:8080".into(),
+                    }),
+                },
+            ]
+        );
+        // The mirror keeps its own listener; a split claiming a mirror's port is ignored.
+        assert!(t.listeners.contains_key(&10000));
+        idx.splits.insert(
+            ("default".into(), "clash".into()),
+            split(&[("backend-svc", 1)], &[(8080, 10000)]),
+        );
+        assert!(!idx.tables().splits.contains_key(&10000));
+    }
+
+    #[test]
+    fn a_split_without_status_routes_nothing() {
+        let t = TrafficSplit::new("backend", Default::default());
+        assert_eq!(split_record(&t), SplitRecord::default());
+    }
+
     #[test]
     fn malformed_gateway_ports_annotation_makes_no_listener() {
         let s = mirror(

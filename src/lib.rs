@@ -14,3 +14,4 @@ pub mod mirror;
 pub mod render;
 pub mod runtime;
 pub mod sim;
+pub mod yaml;

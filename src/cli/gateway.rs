@@ -56,6 +56,9 @@ pub struct GatewayArgs {
     /// HTTP/2 streams (tunnels) one peer gateway may have open at once.
     #[arg(long, default_value_t = defaults::MAX_STREAMS_PER_PEER, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_peer: u32,
+    /// How long a local client may wait for a stream slot to a busy peer before it is reset.
+    #[arg(long, default_value = defaults::QUEUE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
     /// Static tables and identity files instead of the Kubernetes API (see docs/gateway.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -89,6 +92,7 @@ impl TryFrom<GatewayArgs> for GatewayConfig {
             idle_timeout,
             drain_timeout,
             max_streams_per_peer,
+            queue_timeout,
             config,
         } = args;
         super::validate_namespace("--namespace", &namespace)?;
@@ -111,6 +115,7 @@ impl TryFrom<GatewayArgs> for GatewayConfig {
                 handshake_timeout,
                 idle_timeout,
                 max_streams_per_peer,
+                queue_timeout,
                 ..Settings::default()
             },
             drain_timeout,

@@ -1,12 +1,11 @@
 //! `mc identity init|issue|inspect`: create the trust anchor and per-cluster issuers, and read
 //! certificates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tabled::settings::Style;
 use time::OffsetDateTime;
 
 use super::output::{OutputFormat, print_structured};
@@ -16,9 +15,9 @@ use crate::identity::{self as id, DEFAULT_ANCHOR_VALIDITY, DEFAULT_ISSUER_VALIDI
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  mc identity init --dir ./trust
-  mc identity issue --dir ./trust --cluster-name west
-  mc identity inspect ./trust/west/issuer.crt
+  mc identity init --dir ~/.mc/trust
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc identity inspect ~/.mc/trust/west/issuer.crt
 
 See docs/trust.md for how anchors, issuers and gateway identities relate.")]
 pub struct IdentityArgs {
@@ -43,9 +42,9 @@ the anchor itself (URI SAN spiffe://<trust-domain>), so later commands read it f
 After issuing every cluster, keep anchor.key offline: only `mc identity issue` needs it.
 
 Examples:
-  mc identity init --dir ./trust
-  mc identity init --dir ./trust --trust-domain example.org --validity 5y
-  mc identity init --dir ./trust --force      # replace an existing anchor"
+  mc identity init --dir ~/.mc/trust
+  mc identity init --dir ~/.mc/trust --trust-domain example.org --validity 5y
+  mc identity init --dir ~/.mc/trust --force      # replace an existing anchor"
 )]
 pub struct InitArgs {
     /// Directory for anchor.crt and anchor.key (created if missing).
@@ -69,9 +68,9 @@ DIR/anchor.key. The issuer is a CA with pathLen 0 that may only certify names un
 NAME.<trust-domain>; it never outlives the anchor. `mc install` puts it into Secret mc-issuer.
 
 Examples:
-  mc identity issue --dir ./trust --cluster-name west
-  mc identity issue --dir ./trust --cluster-name east --validity 90d
-  mc identity issue --dir ./trust --cluster-name west --force   # rotate"
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc identity issue --dir ~/.mc/trust --cluster-name east --validity 90d
+  mc identity issue --dir ~/.mc/trust --cluster-name west --force   # rotate"
 )]
 pub struct IssueArgs {
     /// Directory holding anchor.crt and anchor.key (from `mc identity init`).
@@ -95,8 +94,8 @@ directory (so DIR/NAME/issuer.crt finds DIR/anchor.crt). Leaf certificates are v
 the rest of their file and an issuer.crt beside them as intermediates.
 
 Examples:
-  mc identity inspect ./trust/anchor.crt ./trust/west/issuer.crt
-  mc identity inspect gateway.crt --anchor ./trust/anchor.crt -o json"
+  mc identity inspect ~/.mc/trust/anchor.crt ~/.mc/trust/west/issuer.crt
+  mc identity inspect gateway.crt --anchor ~/.mc/trust/anchor.crt -o json"
 )]
 pub struct InspectArgs {
     /// PEM files holding one or more certificates.
@@ -146,6 +145,7 @@ fn init(args: InitArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     let layout = Layout::new(&dir);
     let replacing = force && layout.anchor_cert().exists();
     let written = store::init_anchor(&layout, &trust_domain, validity, force, now)?;
+    warn_if_in_git_work_tree(&dir, "anchor.key, the root of trust");
     if replacing {
         eprintln!(
             "warning: the anchor was replaced; issuers signed by the old one no longer chain to it: re-issue every cluster (see docs/trust.md, \"Rotating the anchor\")"
@@ -170,6 +170,7 @@ fn issue(args: IssueArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     } = args;
     id::validate_cluster_name(&cluster_name)?;
     let written = store::issue_issuer(&Layout::new(&dir), &cluster_name, validity, force, now)?;
+    warn_if_in_git_work_tree(&dir, "the issuer key");
     if written.clamped {
         eprintln!(
             "note: the issuer's validity was shortened to the anchor's expiry ({})",
@@ -205,69 +206,96 @@ fn inspect(args: InspectArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     }
 }
 
+/// One `git add -A` away from publishing a private key: say so while it is still only on disk.
+fn warn_if_in_git_work_tree(dir: &Path, what: &str) {
+    if let Some(root) = git_work_tree(dir) {
+        eprintln!(
+            "warning: {} is inside the git work tree {}; {what} must never be committed: move the directory out of the repository (e.g. --dir ~/.mc/trust) or make sure git ignores it",
+            dir.display(),
+            root.display()
+        );
+    }
+}
+
+/// The work tree containing `dir`: the nearest ancestor holding `.git` (a directory, or a file
+/// for worktrees and submodules). Reads the file system only; git need not be installed.
+fn git_work_tree(dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(dir).ok()?;
+    // Resolve symlinks where the path exists, so that a link into a repository is seen.
+    let dir = dir.canonicalize().unwrap_or(dir);
+    dir.ancestors()
+        .find(|a| a.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
 fn date(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }
 
-#[derive(tabled::Tabled)]
-struct Row {
-    #[tabled(rename = "FILE")]
-    file: String,
-    #[tabled(rename = "SUBJECT")]
-    subject: String,
-    #[tabled(rename = "SANS")]
-    sans: String,
-    #[tabled(rename = "SERIAL")]
-    serial: String,
-    #[tabled(rename = "NOT AFTER")]
-    not_after: String,
-    #[tabled(rename = "DAYS LEFT")]
-    days_left: String,
-    #[tabled(rename = "CA")]
-    ca: String,
-    #[tabled(rename = "KEY")]
-    key: String,
-    #[tabled(rename = "CHAIN")]
-    chain: String,
-}
-
+/// One block per certificate, a field per line (as `kubectl describe` does): every field fits an
+/// 80-column terminal, where a one-row-per-certificate table was 250 columns wide and wrapped.
+/// `-o json|yaml` give the same fields to programs.
 fn table(infos: &[CertInfo]) -> String {
-    let rows = infos.iter().map(|i| Row {
-        file: if i.index == 0 {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (n, i) in infos.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let title = if i.index == 0 {
             i.file.clone()
         } else {
-            format!("{} #{}", i.file, i.index)
-        },
-        subject: i.subject.clone(),
-        sans: i.sans.join("\n"),
-        serial: i.serial.clone(),
-        not_after: i.not_after.clone(),
-        days_left: match i.validity.as_str() {
-            "valid" => i.days_left.to_string(),
-            other => format!("{} ({other})", i.days_left),
-        },
-        ca: match (i.ca, i.path_len) {
+            format!("{} (certificate #{})", i.file, i.index)
+        };
+        let days = match i.validity.as_str() {
+            "valid" => format!("{} days left", i.days_left),
+            other => format!("{other}, {} days left", i.days_left),
+        };
+        let ca = match (i.ca, i.path_len) {
             (true, Some(n)) => format!("yes (pathLen {n})"),
             (true, None) => "yes".to_owned(),
             (false, _) => "no".to_owned(),
-        },
-        key: i.key_type.clone(),
-        chain: match (&i.chain.anchor, &i.chain.detail) {
-            (Some(anchor), None) => format!("{} ({anchor})", i.chain.status),
-            (Some(anchor), Some(detail)) => format!("{} ({anchor}): {detail}", i.chain.status),
+        };
+        let chain = match (&i.chain.anchor, &i.chain.detail) {
+            (Some(anchor), None) => format!("{} (anchor {anchor})", i.chain.status),
+            (Some(anchor), Some(detail)) => {
+                format!("{} (anchor {anchor}): {detail}", i.chain.status)
+            }
             (None, Some(detail)) => format!("{}: {detail}", i.chain.status),
             (None, None) => i.chain.status.clone(),
-        },
-    });
-    let mut table = tabled::Table::new(rows);
-    table.with(Style::blank());
-    format!("{table}\n")
+        };
+        let sans = if i.sans.is_empty() {
+            "none".to_owned()
+        } else {
+            i.sans.join("\n             ")
+        };
+        let _ = write!(
+            out,
+            "{title}\n  subject    {}\n  issuer     {}\n  SANs       {sans}\n  serial     {}\n  valid      {} to {} ({days})\n  CA         {ca}\n  key        {}\n  chain      {chain}\n",
+            i.subject, i.issuer, i.serial, i.not_before, i.not_after, i.key_type,
+        );
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_below_a_dot_git_is_in_a_work_tree_and_one_beside_it_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        let found = git_work_tree(&repo.join("trust/not-yet-created")).unwrap();
+        assert_eq!(found, repo.canonicalize().unwrap());
+        let outside = tmp.path().join("trust");
+        assert_eq!(
+            git_work_tree(&outside).filter(|r| r.starts_with(tmp.path())),
+            None
+        );
+    }
 
     #[test]
     fn validity_accepts_years_days_and_hours_and_refuses_nonsense() {

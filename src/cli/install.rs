@@ -19,9 +19,9 @@ Needs DIR/anchor.crt and DIR/NAME/issuer.{crt,key} (from `mc identity init` and
 Values and their defaults: docs/installation.md (templates/values.yaml).
 
 Examples:
-  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
-  mc install --cluster-name west --identity-dir ./trust --set image.tag=0.2.0 --set gateway.replicas=3
-  mc install --cluster-name east --identity-dir ./trust --values east.yaml > east.yaml"
+  mc install --cluster-name west --identity-dir ~/.mc/trust | kubectl apply -f -
+  mc install --cluster-name west --identity-dir ~/.mc/trust --set image.tag=0.2.0 --set gateway.replicas=3
+  mc install --cluster-name east --identity-dir ~/.mc/trust --values east.yaml > east.yaml"
 )]
 pub struct InstallArgs {
     /// Name of this cluster (a DNS-1123 label), as used with `mc identity issue`.
@@ -44,8 +44,8 @@ pub struct InstallArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Prints a reference to every object `mc install` creates, namespaced objects first and the
-Link CRD last; needs no identity directory. Delete every Link first (`mc unlink`, or
-`kubectl delete links.mc.dev --all -n mc-system`) while mc-mirror still runs, so that its
+Link CRD last; needs no identity directory. Delete every Link first
+(`kubectl delete links.mc.dev --all -n mc-system`) while mc-mirror still runs, so that its
 finalizer removes the mirror Services.
 
 Examples:

@@ -25,9 +25,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mc", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Examples:
-  mc identity init --dir ./trust
-  mc identity issue --dir ./trust --cluster-name west
-  mc install --cluster-name west --identity-dir ./trust | kubectl apply -f -
+  mc identity init --dir ~/.mc/trust
+  mc identity issue --dir ~/.mc/trust --cluster-name west
+  mc install --cluster-name west --identity-dir ~/.mc/trust | kubectl apply -f -
   mc uninstall | kubectl delete --ignore-not-found -f -")]
 pub struct Cli {
     /// More log output (-v debug, -vv trace).
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", output::error_line(&err));
             ExitCode::FAILURE
         }
     }
@@ -133,8 +133,12 @@ pub fn init_logging(verbose: u8, format: Option<LogFormat>) {
         _ => "debug,mc=trace",
     };
     let filter = EnvFilter::try_from_env("MC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: not in files, pipes or `kubectl logs`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format.unwrap_or_default() {
         LogFormat::Plain => builder.try_init(),

@@ -93,6 +93,16 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 names.len()
             );
         }
+        if let Some(path) = &kubeconfig_out {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                bail!(
+                    "the directory {} of --kubeconfig-out {} does not exist; create it (mkdir -p) or choose another path",
+                    dir.display(),
+                    path.display()
+                );
+            }
+        }
         Ok(ServeConfig {
             names,
             addr,
@@ -142,8 +152,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let refs: Vec<&SimCluster> = clusters.iter().collect();
     if let Some(path) = &kubeconfig_out {
-        write_kubeconfig(path, &merged_kubeconfig(&refs))
-            .with_context(|| format!("could not write the kubeconfig {}", path.display()))?;
+        write_kubeconfig(path, &merged_kubeconfig(&refs))?;
     }
     for c in &clusters {
         println!("cluster {} listening on {}", c.name(), c.url());
@@ -153,7 +162,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(path) = &kubeconfig_out {
         println!(
-            "kubeconfig written to {} (contexts: {})",
+            "kubeconfig written to {} (contexts: {}); stop with Ctrl-C or SIGTERM, which removes it",
             path.display(),
             names.join(", ")
         );
@@ -166,6 +175,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     crate::runtime::shutdown_token().cancelled().await;
     for c in clusters {
         c.shutdown().await;
+    }
+    // Its servers, CAs and tokens died with the clusters: a stale kubeconfig only misleads.
+    if let Some(path) = &kubeconfig_out {
+        match std::fs::remove_file(path) {
+            Ok(()) => eprintln!("stopped; removed {}", path.display()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => eprintln!("warning: could not remove {}: {err}", path.display()),
+        }
     }
     Ok(())
 }

@@ -3,9 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use tabled::settings::Style;
-use tabled::{Table, Tabled};
-
 /// Connections of one phase, by the cluster that answered.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,42 +35,46 @@ pub fn cluster_of(answer: &str) -> Option<&str> {
         .filter(|c| !c.is_empty())
 }
 
-#[derive(Tabled)]
-struct Row {
-    #[tabled(rename = "PHASE")]
-    phase: String,
-    #[tabled(rename = "CONNECTIONS")]
-    connections: u32,
-    #[tabled(rename = "EAST")]
-    east: String,
-    #[tabled(rename = "WEST")]
-    west: String,
-    #[tabled(rename = "FAILED")]
-    failed: u32,
-}
-
-/// One row per phase; the clusters are east and west (the demo's two).
+/// One row per phase; the clusters are east and west (the demo's two). Columns are padded by
+/// hand: five columns do not justify a table dependency.
 pub fn table(tallies: &[Tally]) -> String {
-    let rows: Vec<Row> = tallies
-        .iter()
-        .map(|t| {
-            let cell = |c: &str| {
-                format!(
-                    "{} ({:.1}%)",
-                    t.counts.get(c).copied().unwrap_or(0),
-                    t.percent(c)
-                )
-            };
-            Row {
-                phase: t.phase.clone(),
-                connections: t.connections,
-                east: cell("east"),
-                west: cell("west"),
-                failed: t.failures,
-            }
-        })
+    let mut rows: Vec<[String; 5]> = vec![[
+        "PHASE".into(),
+        "CONNECTIONS".into(),
+        "EAST".into(),
+        "WEST".into(),
+        "FAILED".into(),
+    ]];
+    for t in tallies {
+        let cell = |c: &str| {
+            format!(
+                "{} ({:.1}%)",
+                t.counts.get(c).copied().unwrap_or(0),
+                t.percent(c)
+            )
+        };
+        rows.push([
+            t.phase.clone(),
+            t.connections.to_string(),
+            cell("east"),
+            cell("west"),
+            t.failures.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    Table::new(rows).with(Style::blank()).to_string()
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// One bar per cluster, `width` characters for 100%.

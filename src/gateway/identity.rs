@@ -76,6 +76,18 @@ pub enum IdentityError {
 }
 
 /// Parses the anchor bundle into a root store.
+/// Whether `next` lacks any certificate of `current` (PEM bundles, compared by DER).
+pub fn anchors_removed(current: &str, next: &str) -> bool {
+    let ders = |pem: &str| -> std::collections::HashSet<Vec<u8>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .filter_map(Result::ok)
+            .map(|c| c.as_ref().to_vec())
+            .collect()
+    };
+    let next = ders(next);
+    ders(current).iter().any(|c| !next.contains(c))
+}
+
 pub fn root_store(anchors_pem: &str) -> Result<rustls::RootCertStore, IdentityError> {
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(anchors_pem.as_bytes()) {

@@ -22,6 +22,12 @@ pub struct SideResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideCause {
+    pub side: &'static str,
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Side {
     pub side: &'static str,
 }
@@ -99,16 +105,22 @@ pub struct Metrics {
     pub inbound: SideHandles,
     pub outbound: SideHandles,
     pub registry: Registry,
-    /// TCP/TLS connections accepted per side, by result (`ok`, `no_certificate`,
-    /// `certificate_rejected`, `handshake_failed`, `handshake_timeout`, `handshake_overload`,
-    /// `certificate_expired`).
+    /// TCP/TLS connections accepted per side, by result (`ok` or the refusal; see the help text).
     pub connections: Family<SideResult, Counter>,
     /// CONNECT streams per side by result (`ok` or a refusal reason).
     pub streams: Family<SideResult, Counter>,
     pub open_streams: Family<Side, Gauge>,
     pub bytes: Family<Bytes, Counter>,
     pub handshake_failures: Family<Side, Counter>,
+    /// Established HTTP/2 connections that ended abnormally, by cause.
+    pub connection_ends: Family<SideCause, Counter>,
+    /// Tunnels ended with resets (RST_STREAM and TCP RST) instead of clean ends, by cause.
+    pub tunnel_resets: Family<SideCause, Counter>,
     pub peer_connects: Family<PeerResult, Counter>,
+    /// Outbound clients waiting for a stream slot to their peer.
+    pub queued_streams: Gauge,
+    /// How long queued outbound clients waited (admitted or not).
+    pub queue_wait: Histogram,
     pub peer_pool_state: Family<PeerState, Gauge>,
     /// Which pool generation owns each peer's `peer_pool_state` series: when a Link's address
     /// changes the old pool's task may still be winding down, and must not overwrite (or
@@ -118,6 +130,7 @@ pub struct Metrics {
     pub dial_duration: Histogram,
     pub cert_expiry: Gauge,
     pub cert_rotations: Counter,
+    pub anchor_changes: Counter,
     pub outbound_listeners: Gauge,
 }
 
@@ -133,7 +146,7 @@ impl Metrics {
         let connections = Family::<SideResult, Counter>::default();
         registry.register(
             "connections",
-            "Connections accepted by side and result (ok, no_certificate, certificate_rejected, handshake_failed, handshake_timeout, handshake_overload, certificate_expired)",
+            "Connections accepted by side and result (ok or why not: no_certificate, certificate_rejected, certificate_expired, handshake_failed, handshake_timeout, h2_handshake_failed, h2_handshake_timeout, handshake_overload, handshake_source_limit, first_byte_timeout, evicted_silent, evicted_stale, evicted_by_newer)",
             connections.clone(),
         );
         let streams = Family::<SideResult, Counter>::default();
@@ -160,11 +173,35 @@ impl Metrics {
             "TLS handshakes that failed (bad or missing certificate, wrong identity, timeout)",
             handshake_failures.clone(),
         );
+        let connection_ends = Family::<SideCause, Counter>::default();
+        registry.register(
+            "connection_errors",
+            "Established gateway-to-gateway connections that ended abnormally, by side and cause (protocol_error, connection_lost)",
+            connection_ends.clone(),
+        );
+        let tunnel_resets = Family::<SideCause, Counter>::default();
+        registry.register(
+            "tunnel_resets",
+            "Tunnels ended abnormally, both sides reset (RST_STREAM CONNECT_ERROR / TCP RST), by side and cause",
+            tunnel_resets.clone(),
+        );
         let peer_connects = Family::<PeerResult, Counter>::default();
         registry.register(
             "peer_connects",
             "Attempts to (re)establish the pooled connection to a peer gateway",
             peer_connects.clone(),
+        );
+        let queued_streams = Gauge::default();
+        registry.register(
+            "queued_streams",
+            "Outbound clients waiting for a stream slot to their peer (max-streams-per-peer reached)",
+            queued_streams.clone(),
+        );
+        let queue_wait = Histogram::new(exponential_buckets(0.001, 4.0, 8));
+        registry.register(
+            "stream_queue_wait_seconds",
+            "Time outbound clients spent queued for a stream slot (admitted, timed out or gone)",
+            queue_wait.clone(),
         );
         let peer_pool_state = Family::<PeerState, Gauge>::default();
         registry.register(
@@ -190,6 +227,12 @@ impl Metrics {
             "Leaf certificates minted after the first one",
             cert_rotations.clone(),
         );
+        let anchor_changes = Counter::default();
+        registry.register(
+            "anchor_bundle_changes",
+            "Changes of the trust anchor bundle applied without a restart",
+            anchor_changes.clone(),
+        );
         let outbound_listeners = Gauge::default();
         registry.register(
             "outbound_listeners",
@@ -205,13 +248,18 @@ impl Metrics {
             open_streams,
             bytes,
             handshake_failures,
+            connection_ends,
+            tunnel_resets,
             peer_connects,
+            queued_streams,
+            queue_wait,
             peer_pool_state,
             pool_owners: Default::default(),
             next_pool: Default::default(),
             dial_duration,
             cert_expiry,
             cert_rotations,
+            anchor_changes,
             outbound_listeners,
         }
     }
@@ -222,9 +270,22 @@ impl Metrics {
             .inc();
     }
 
+    /// An established connection ended abnormally.
+    pub fn connection_end(&self, side: &'static str, cause: &'static str) {
+        self.connection_ends
+            .get_or_create(&SideCause { side, cause })
+            .inc();
+    }
+
     pub fn stream(&self, side: &'static str, result: &'static str) {
         self.streams
             .get_or_create(&SideResult { side, result })
+            .inc();
+    }
+
+    pub fn reset(&self, side: &'static str, cause: &'static str) {
+        self.tunnel_resets
+            .get_or_create(&SideCause { side, cause })
             .inc();
     }
 

@@ -16,11 +16,17 @@
 //! sockets through the shared runtime's accept loop, which also provides the admin server; `source_static` and `source_kube` produce the tables. Tables are published as
 //! immutable `Arc<Tables>` snapshots through a `tokio::sync::watch`, read once per stream.
 
+pub mod admission;
+pub mod budget;
 pub mod config;
+#[cfg(test)]
+mod config_props;
 pub mod identity;
 pub mod inbound;
+pub mod loglimit;
 pub mod metrics;
 pub mod outbound;
+pub mod pending;
 pub mod source_kube;
 pub mod source_static;
 pub mod split;
@@ -66,10 +72,16 @@ pub struct Settings {
     pub cert_lifetime: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Concurrent tunnels per peer identity (inbound) and per peer (outbound). The default fits
+    /// the default 256 MiB container limit (see `budget`).
     pub max_streams_per_peer: u32,
-    /// Inbound TLS handshakes in flight at once; connections beyond it are closed at accept.
-    /// Bounds what unauthenticated clients can make the gateway hold (memory, descriptors).
+    /// How long an outbound client may wait for a stream slot to its peer before it is reset.
+    pub queue_timeout: Duration,
+    /// Inbound TLS handshakes in flight at once. Bounds what unauthenticated clients can make the
+    /// gateway hold (memory, descriptors); when full, see `pending` for who makes room.
     pub max_pending_handshakes: usize,
+    /// How often the anchor bundle is re-read (a changed bundle applies without a restart).
+    pub anchor_poll: Duration,
 }
 
 /// Defaults of `mc gateway`'s flags and of [`Settings::default`]: the one place they are
@@ -83,8 +95,10 @@ pub mod defaults {
     pub const HANDSHAKE_TIMEOUT: &str = "10s";
     pub const IDLE_TIMEOUT: &str = "1h";
     pub const DRAIN_TIMEOUT: &str = "30s";
-    pub const MAX_STREAMS_PER_PEER: u32 = 4096;
-    pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+    /// Derived from the memory budget in `budget` (docs/performance.md has the arithmetic).
+    pub const MAX_STREAMS_PER_PEER: u32 = 10_000;
+    pub const QUEUE_TIMEOUT: &str = "5s";
+    pub const MAX_PENDING_HANDSHAKES: usize = 256;
 }
 
 impl Default for Settings {
@@ -106,7 +120,10 @@ impl Default for Settings {
             handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
             idle_timeout: duration(defaults::IDLE_TIMEOUT),
             max_streams_per_peer: defaults::MAX_STREAMS_PER_PEER,
+            queue_timeout: duration(defaults::QUEUE_TIMEOUT),
+            // 256 x at most ~80 KiB each (see `budget`); a peer gets through a full table anyway.
             max_pending_handshakes: defaults::MAX_PENDING_HANDSHAKES,
+            anchor_poll: Duration::from_secs(5),
         }
     }
 }
@@ -174,6 +191,15 @@ pub(crate) struct Shared {
     pub hard: CancellationToken,
     /// Each open connection/tunnel holds a receiver; draining waits for all to be dropped.
     pub drain: watch::Sender<()>,
+    /// Inbound connections and stream budgets per peer identity.
+    pub inbound_peers: inbound::PeerRegistry,
+    /// Rate limits of the log lines clients and peers can trigger.
+    pub logs: Arc<loglimit::LogLimit>,
+    /// TLS configurations for new connections; replaced when the anchor bundle changes.
+    pub server_tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+    pub client_tls: watch::Receiver<Arc<rustls::ClientConfig>>,
+    /// Bumped when an anchor is removed: every outbound connection re-verifies its peer.
+    pub trust_epoch: watch::Receiver<u64>,
 }
 
 impl Shared {
@@ -258,8 +284,10 @@ pub async fn start(
     );
     metrics.cert_expiry.set(unix_secs(leaf.not_after));
     let certs = tls::CertStore::new(leaf.certified.clone());
-    let server_tls = tls::server_config(roots.clone(), certs.clone(), &name.namespace)
-        .map_err(GatewayError::Tls)?;
+    let logs = Arc::new(loglimit::LogLimit::default());
+    let server_tls =
+        tls::server_config(roots.clone(), certs.clone(), &name.namespace, logs.clone())
+            .map_err(GatewayError::Tls)?;
     let client_tls = tls::client_config(roots, certs.clone()).map_err(GatewayError::Tls)?;
     identity_ready.open();
 
@@ -267,6 +295,9 @@ pub async fn start(
     let inbound_addr = local_addr(&inbound_listener, settings.inbound_addr, "inbound")?;
 
     let (drain, _) = watch::channel(());
+    let (server_tls_tx, server_tls) = watch::channel(server_tls);
+    let (client_tls_tx, client_tls) = watch::channel(client_tls);
+    let (trust_epoch_tx, trust_epoch) = watch::channel(0u64);
     let shared = Arc::new(Shared {
         settings,
         name,
@@ -275,13 +306,25 @@ pub async fn start(
         stop,
         hard,
         drain,
+        inbound_peers: Default::default(),
+        logs,
+        server_tls,
+        client_tls,
+        trust_epoch,
     });
-    tokio::spawn(inbound::serve(
-        inbound_listener,
-        tokio_rustls::TlsAcceptor::from(server_tls),
+    tokio::spawn(inbound::serve(inbound_listener, shared.clone()));
+    tokio::spawn(outbound::manage(shared.clone()));
+    tokio::spawn(follow_anchors(
         shared.clone(),
+        material.clone(),
+        certs.clone(),
+        first.anchors_pem.clone(),
+        TrustSenders {
+            server: server_tls_tx,
+            client: client_tls_tx,
+            epoch: trust_epoch_tx,
+        },
     ));
-    tokio::spawn(outbound::manage(shared.clone(), client_tls));
     tokio::spawn(rotate(
         shared.clone(),
         material,
@@ -391,6 +434,89 @@ async fn rotate(
                     .clamp(Duration::from_millis(100), Duration::from_secs(30));
                 rotate_at = SystemTime::now() + retry;
             }
+        }
+    }
+}
+
+/// Resolves once the peer failed to answer a ping within `timeout` (or the connection is gone);
+/// never, if this connection has no ping handle.
+pub(crate) async fn keepalive(ping: Option<h2::PingPong>, interval: Duration, timeout: Duration) {
+    let Some(mut ping) = ping else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+    }
+}
+
+struct TrustSenders {
+    server: watch::Sender<Arc<rustls::ServerConfig>>,
+    client: watch::Sender<Arc<rustls::ClientConfig>>,
+    epoch: watch::Sender<u64>,
+}
+
+/// Re-reads the anchor bundle every `anchor_poll`. A changed bundle applies to new handshakes at
+/// once (so an added anchor, the start of a rotation, is accepted without a restart). If an
+/// anchor was *removed*, every established connection was verified against a root that is no
+/// longer trusted: all are cut (their tunnels reset) and peers reconnect, re-verified.
+async fn follow_anchors(
+    shared: Arc<Shared>,
+    material: MaterialSource,
+    certs: Arc<tls::CertStore>,
+    mut current: String,
+    senders: TrustSenders,
+) {
+    loop {
+        tokio::select! {
+            _ = shared.hard.cancelled() => return,
+            _ = tokio::time::sleep(shared.settings.anchor_poll) => {}
+        }
+        let Ok(m) = material().await else {
+            // The rotation task logs unavailable material; keep the current trust.
+            continue;
+        };
+        if m.anchors_pem == current {
+            continue;
+        }
+        let roots = match identity::root_store(&m.anchors_pem) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::error!(error = %anyhow_chain(&e), "the new anchor bundle is unusable; keeping the current one");
+                continue;
+            }
+        };
+        let configs = tls::server_config(
+            roots.clone(),
+            certs.clone(),
+            &shared.name.namespace,
+            shared.logs.clone(),
+        )
+        .and_then(|s| Ok((s, tls::client_config(roots, certs.clone())?)));
+        let (server, client) = match configs {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %anyhow_chain(&e), "cannot build TLS configurations for the new anchor bundle; keeping the current one");
+                continue;
+            }
+        };
+        let removed = identity::anchors_removed(&current, &m.anchors_pem);
+        senders.server.send_replace(server);
+        senders.client.send_replace(client);
+        current = m.anchors_pem;
+        shared.metrics.anchor_changes.inc();
+        if removed {
+            let cut = shared.inbound_peers.cut_all();
+            senders.epoch.send_modify(|e| *e += 1);
+            tracing::warn!(
+                inbound_connections = cut,
+                "an anchor was removed from the bundle: closing every gateway connection so that peers re-verify"
+            );
+        } else {
+            tracing::info!("the anchor bundle gained an anchor; new handshakes accept it");
         }
     }
 }

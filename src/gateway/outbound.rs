@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::admission::{Admission, Slot, Ticket};
 use super::config::Peer;
 use super::metrics::{OUTBOUND, PeerResult, Side};
 use crate::runtime::backoff::Backoff;
@@ -75,7 +75,7 @@ pub enum PoolError {
     H2 {
         address: String,
         #[source]
-        source: hyper::Error,
+        source: h2::Error,
     },
 }
 
@@ -86,15 +86,13 @@ pub enum OpenError {
     #[error("peer gateway refused the stream: {status} {reason}")]
     Refused { status: StatusCode, reason: String },
     #[error("the CONNECT stream failed")]
-    Stream(#[source] hyper::Error),
-    #[error("the CONNECT stream was not upgraded")]
-    Upgrade(#[source] hyper::Error),
+    Stream(#[source] h2::Error),
 }
 
 #[derive(Clone)]
 enum PoolState {
     Connecting,
-    Ready(SendRequest<Empty<Bytes>>),
+    Ready(SendRequest<Bytes>),
     Backoff(Arc<str>),
     Closed,
 }
@@ -102,35 +100,47 @@ enum PoolState {
 /// The pooled connection to one peer gateway.
 pub struct PeerPool {
     name: String,
+    admission: Arc<Admission>,
     peer: Peer,
     state: watch::Receiver<PoolState>,
+    /// Stops the pool's reconnect loop.
     cancel: CancellationToken,
+    /// Drops the pool's connection and so resets its tunnels (the Link was deleted or now names
+    /// another identity). A pool replaced for a new address only lets its tunnels finish.
+    cut: CancellationToken,
 }
 
 impl PeerPool {
-    fn start(name: &str, peer: &Peer, tls: Arc<ClientConfig>, shared: Arc<Shared>) -> Arc<Self> {
+    fn start(name: &str, peer: &Peer, shared: Arc<Shared>) -> Arc<Self> {
         let (tx, rx) = watch::channel(PoolState::Connecting);
         let cancel = shared.hard.child_token();
+        let cut = shared.hard.child_token();
         let owner = shared.metrics.claim_pool_state(name);
+        let admission = Admission::new(shared.settings.max_streams_per_peer as usize);
         tokio::spawn(maintain(
             owner,
             name.to_owned(),
             peer.clone(),
-            tls,
             tx,
             shared,
             cancel.clone(),
+            cut.clone(),
         ));
         Arc::new(Self {
+            admission,
             name: name.to_owned(),
             peer: peer.clone(),
             state: rx,
             cancel,
+            cut,
         })
     }
 
     /// Opens a CONNECT stream to `authority` on the pooled connection.
-    pub async fn open(&self, authority: &str) -> Result<hyper::upgrade::Upgraded, OpenError> {
+    pub async fn open(
+        &self,
+        authority: &str,
+    ) -> Result<(SendStream<Bytes>, RecvStream), OpenError> {
         self.open_with(authority, false).await
     }
 
@@ -140,16 +150,16 @@ impl PeerPool {
         &self,
         authority: &str,
         fail_fast: bool,
-    ) -> Result<hyper::upgrade::Upgraded, OpenError> {
+    ) -> Result<(SendStream<Bytes>, RecvStream), OpenError> {
         // One retry: the connection may die between our look at the state and the request.
         let mut last_err = None;
         for _ in 0..2 {
-            let mut sender = self.ready_sender(fail_fast).await?;
-            let req = Request::builder()
+            let sender = self.ready_sender(fail_fast).await?;
+            let req = match Request::builder()
                 .method(Method::CONNECT)
                 .uri(authority)
-                .body(Empty::<Bytes>::new());
-            let req = match req {
+                .body(())
+            {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(OpenError::Refused {
@@ -158,31 +168,34 @@ impl PeerPool {
                     });
                 }
             };
-            match sender.send_request(req).await {
-                Ok(mut res) => {
-                    if res.status() != StatusCode::OK {
-                        let reason = res
-                            .headers()
-                            .get(super::REFUSAL_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        return Err(OpenError::Refused {
-                            status: res.status(),
-                            reason,
-                        });
-                    }
-                    return hyper::upgrade::on(&mut res)
-                        .await
-                        .map_err(OpenError::Upgrade);
-                }
+            let sent = match sender.ready().await {
+                Ok(mut sender) => sender.send_request(req, false),
+                Err(e) => Err(e),
+            };
+            let (response, send) = match sent {
+                Ok(s) => s,
                 Err(e) => {
-                    // A refused stream (GOAWAY, connection reset) is safe to retry: nothing was sent.
+                    // Not sent (GOAWAY, connection gone): safe to retry on the next connection.
                     tracing::debug!(peer = %self.name, error = %e, "CONNECT failed; retrying once");
                     last_err = Some(e);
                     tokio::task::yield_now().await;
+                    continue;
                 }
+            };
+            let res = response.await.map_err(OpenError::Stream)?;
+            if res.status() != StatusCode::OK {
+                let reason = res
+                    .headers()
+                    .get(super::REFUSAL_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                return Err(OpenError::Refused {
+                    status: res.status(),
+                    reason,
+                });
             }
+            return Ok((send, res.into_body()));
         }
         Err(match last_err {
             Some(e) => OpenError::Stream(e),
@@ -201,13 +214,13 @@ impl PeerPool {
         )
     }
 
-    async fn ready_sender(&self, fail_fast: bool) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
+    async fn ready_sender(&self, fail_fast: bool) -> Result<SendRequest<Bytes>, OpenError> {
         let mut rx = self.state.clone();
         let mut last: Arc<str> = "connecting".into();
         let wait = async {
             loop {
                 match &*rx.borrow_and_update() {
-                    PoolState::Ready(s) if !s.is_closed() => return Some(s.clone()),
+                    PoolState::Ready(s) => return Some(s.clone()),
                     PoolState::Backoff(e) => {
                         last = e.clone();
                         if fail_fast {
@@ -237,10 +250,10 @@ async fn maintain(
     owner: u64,
     name: String,
     peer: Peer,
-    tls: Arc<ClientConfig>,
     state: watch::Sender<PoolState>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    cut: CancellationToken,
 ) {
     let metrics = &shared.metrics;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
@@ -249,10 +262,10 @@ async fn maintain(
         metrics.set_pool_state(&name, owner, "connecting");
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = connect(&peer, &tls, &shared) => r,
+            r = connect(&peer, &shared) => r,
         };
         let failure = match attempt {
-            Ok((sender, conn, peer_not_after)) => {
+            Ok((sender, mut conn, peer_not_after)) => {
                 metrics
                     .peer_connects
                     .get_or_create(&PeerResult {
@@ -261,12 +274,19 @@ async fn maintain(
                     })
                     .inc();
                 tracing::info!(peer = %name, address = %peer.address, identity = %peer.identity, "connected to peer gateway");
-                let hard = shared.hard.clone();
+                let cut = cut.clone();
+                let mut trust = shared.trust_epoch.clone();
+                trust.borrow_and_update();
                 // The connection outlives this pool if the peer is replaced: open tunnels finish.
                 let mut conn_task = tokio::spawn(async move {
+                    let keepalive =
+                        super::keepalive(conn.ping_pong(), KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
+                    // Dropping the connection fails its streams: their tunnels are reset.
                     tokio::select! {
-                        r = conn => r.err().map(|e| e.to_string()),
-                        _ = hard.cancelled() => None,
+                        r = &mut conn => r.err().map(|e| e.to_string()),
+                        _ = keepalive => Some("the peer stopped answering pings".to_owned()),
+                        _ = trust.changed() => Some("an anchor was removed; re-verifying the peer".to_owned()),
+                        _ = cut.cancelled() => None,
                     }
                 });
                 state.send_replace(PoolState::Ready(sender));
@@ -327,24 +347,16 @@ async fn maintain(
     metrics.release_pool_state(&name, owner);
 }
 
-type Conn = hyper::client::conn::http2::Connection<
-    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    Empty<Bytes>,
-    TokioExecutor,
->;
+type Conn = h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+
+/// Pings find a dead peer (no FIN, e.g. a vanished node) within ~20 s.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn connect(
     peer: &Peer,
-    tls: &Arc<ClientConfig>,
     shared: &Shared,
-) -> Result<
-    (
-        SendRequest<Empty<Bytes>>,
-        Conn,
-        Option<std::time::SystemTime>,
-    ),
-    PoolError,
-> {
+) -> Result<(SendRequest<Bytes>, Conn, Option<std::time::SystemTime>), PoolError> {
     // Checked before dialling: a Link naming anything but a gateway would let any certificate
     // the issuers signed for that name (not a gateway's) receive this cluster's traffic. The
     // inbound side applies the same rule to clients.
@@ -374,7 +386,8 @@ async fn connect(
             identity: peer.identity.clone(),
             source,
         })?;
-    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let tls: Arc<ClientConfig> = shared.client_tls.borrow().clone();
+    let connector = tokio_rustls::TlsConnector::from(tls);
     let handshake_failed = || {
         shared
             .metrics
@@ -407,25 +420,21 @@ async fn connect(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| super::identity::cert_not_after(c));
-    let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .initial_stream_window_size(super::STREAM_WINDOW)
+    let mut h2 = h2::client::Builder::new();
+    h2.initial_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
         .max_frame_size(super::MAX_FRAME)
         .max_header_list_size(super::MAX_HEADER_LIST)
-        // Pings find a dead peer (no FIN, e.g. a vanished node) within ~20 s.
-        .keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
+        .enable_push(false);
     let (sender, conn) = h2
-        .handshake(TokioIo::new(tls_stream))
+        .handshake(tls_stream)
         .await
         .map_err(|source| PoolError::H2 { address, source })?;
     Ok((sender, conn, not_after))
 }
 
 /// Follows the tables: opens/closes outbound listeners and starts/stops peer pools.
-pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
+pub(crate) async fn manage(shared: Arc<Shared>) {
     let (pools_tx, pools_rx) = watch::channel::<Pools>(Arc::new(HashMap::new()));
     let mut listeners: HashMap<u16, CancellationToken> = HashMap::new();
     let mut tables_rx = shared.tables.clone();
@@ -439,13 +448,23 @@ pub(crate) async fn manage(shared: Arc<Shared>, tls: Arc<ClientConfig>) {
         for (name, peer) in &tables.peers {
             let pool = match current.get(name) {
                 Some(p) if p.peer == *peer => p.clone(),
-                _ => PeerPool::start(name, peer, tls.clone(), shared.clone()),
+                _ => PeerPool::start(name, peer, shared.clone()),
             };
             next.insert(name.clone(), pool);
         }
         for (name, pool) in current.iter() {
             if !next.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
                 pool.cancel.cancel();
+                // Deleted, or another identity: the old peer is no longer authorized to carry
+                // this cluster's traffic, so its tunnels end now (with resets).
+                let same_identity = tables
+                    .peers
+                    .get(name)
+                    .is_some_and(|p| p.identity == pool.peer.identity);
+                if !same_identity {
+                    tracing::info!(peer = %name, "the Link was removed or names another identity; closing its tunnels");
+                    pool.cut.cancel();
+                }
             }
         }
         pools_tx.send_replace(Arc::new(next));
@@ -528,6 +547,13 @@ async fn listen(
 async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Receiver<Pools>) {
     let _guard = shared.drain_guard();
     let _ = tcp.set_nodelay(true);
+    // Every way this connection can fail before the tunnel is up ends in an RST, so that the
+    // client never mistakes it for a (empty) complete answer.
+    let refuse = |tcp: TcpStream, result: &'static str| {
+        shared.metrics.stream(OUTBOUND, result);
+        shared.metrics.reset(OUTBOUND, result);
+        super::tunnel::reset_tcp(tcp);
+    };
     let (route, split) = {
         let tables = shared.tables.borrow();
         (
@@ -539,50 +565,96 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
         return split_client(tcp, port, split, shared.clone(), pools).await;
     }
     let Some(route) = route else {
-        shared.metrics.stream(OUTBOUND, "no_route");
         // A listener outlives its mirror briefly (tables changed since the accept).
-        tracing::info!(
-            port,
-            "no mirror owns this outbound port any more; closing the connection"
-        );
-        return;
+        if let Some(suppressed) = shared.logs.allow("no_route") {
+            tracing::info!(
+                port,
+                suppressed,
+                "no mirror owns this outbound port any more; resetting the connection"
+            );
+        }
+        return refuse(tcp, "no_route");
     };
     let pool = pools.borrow().get(&route.peer).cloned();
     let Some(pool) = pool else {
-        shared.metrics.stream(OUTBOUND, "no_peer");
-        tracing::info!(port, peer = %route.peer, "no Link for this peer; closing the connection");
-        return;
+        if let Some(suppressed) = shared.logs.allow("no_peer") {
+            tracing::info!(port, peer = %route.peer, suppressed, "no Link for this peer; resetting the connection");
+        }
+        return refuse(tcp, "no_peer");
+    };
+    let _slot = match admit(&pool, &route.authority, &tcp, &shared).await {
+        Ok(slot) => slot,
+        Err(result) => {
+            if let Some(suppressed) = shared.logs.allow(result) {
+                tracing::info!(port, peer = %route.peer, authority = %route.authority, result, suppressed, "an outbound client was not admitted");
+            }
+            return refuse(tcp, result);
+        }
     };
     let opened = tokio::select! {
         o = pool.open(&route.authority) => o,
-        _ = shared.hard.cancelled() => return,
+        _ = shared.hard.cancelled() => return refuse(tcp, "shutdown"),
     };
-    let upgraded = match opened {
-        Ok(u) => u,
+    let (send, recv) = match opened {
+        Ok(s) => s,
         Err(e) => {
             let result = match &e {
                 OpenError::Unavailable { .. } => "peer_unavailable",
                 OpenError::Refused { .. } => "refused",
-                OpenError::Stream(_) | OpenError::Upgrade(_) => "stream_failed",
+                OpenError::Stream(_) => "stream_failed",
             };
-            shared.metrics.stream(OUTBOUND, result);
-            tracing::info!(port, peer = %route.peer, authority = %route.authority, error = %e, "outbound connection failed");
-            return;
+            if let Some(suppressed) = shared.logs.allow(result) {
+                tracing::info!(port, peer = %route.peer, authority = %route.authority, error = %e, suppressed, "outbound connection failed");
+            }
+            return refuse(tcp, result);
         }
     };
     shared.metrics.outbound.ok.inc();
     let side = &shared.metrics.outbound;
     side.open.inc();
-    let outcome = tokio::select! {
-        o = super::tunnel::splice(tcp, TokioIo::new(upgraded), shared.settings.idle_timeout) => Some(o),
-        _ = shared.hard.cancelled() => None,
-    };
+    let o =
+        super::tunnel::splice(tcp, send, recv, shared.settings.idle_timeout, &shared.hard).await;
     side.open.dec();
-    if let Some(o) = outcome {
-        side.add_bytes(o.to_server, o.to_client);
-        if let Err(e) = o.result {
-            tracing::debug!(port, error = %e, "outbound tunnel ended with an error");
-        }
+    side.add_bytes(o.from_tcp, o.from_h2);
+    if let Err(cause) = o.result {
+        shared.metrics.reset(OUTBOUND, cause.label());
+        tracing::debug!(port, peer = %route.peer, cause = cause.label(), "outbound tunnel reset");
+    }
+}
+
+/// A stream slot to `pool`'s peer: at once, or after queueing (round-robin between services)
+/// until a slot frees, `queue_timeout` passes, the client leaves or the gateway stops.
+async fn admit(
+    pool: &PeerPool,
+    authority: &str,
+    client: &TcpStream,
+    shared: &Shared,
+) -> Result<Slot, &'static str> {
+    let rx = match pool.admission.enter(authority) {
+        Ticket::Now(slot) => return Ok(slot),
+        Ticket::Queued(rx) => rx,
+    };
+    let metrics = &shared.metrics;
+    metrics.queued_streams.inc();
+    let started = Instant::now();
+    let result = tokio::select! {
+        slot = rx => slot.map_err(|_| "queue_timeout"),
+        _ = tokio::time::sleep(shared.settings.queue_timeout) => Err("queue_timeout"),
+        _ = client_gone(client) => Err("client_gone"),
+        _ = shared.hard.cancelled() => Err("shutdown"),
+    };
+    metrics.queued_streams.dec();
+    metrics.queue_wait.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Resolves when the client closed or reset its connection; never once it sent data (it is
+/// then still there, and its bytes wait in the socket for the tunnel).
+async fn client_gone(tcp: &TcpStream) {
+    let mut b = [0u8; 1];
+    match tcp.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 
@@ -607,54 +679,74 @@ async fn split_client(
         // (a pool that is backing off may be back), rather than refusing while one might answer.
         order = super::split::order(&weights, |_| true, &mut rand::rng());
     }
+    let side = &shared.metrics.outbound;
     for i in order {
         let backend = &split.backends[i];
-        let idle = shared.settings.idle_timeout;
-        let outcome = match &backend.target {
+        match &backend.target {
             SplitTarget::Direct(addr) => {
                 let dialed =
                     tokio::time::timeout(super::DIAL_TIMEOUT, TcpStream::connect(addr)).await;
-                let Ok(Ok(server)) = dialed else {
+                let Ok(Ok(mut server)) = dialed else {
                     tracing::info!(port, split = %split.split, backend = %backend.service, %addr, "split backend did not answer; trying the next");
                     continue;
                 };
                 let _ = server.set_nodelay(true);
-                shared.metrics.outbound.ok.inc();
-                shared.metrics.outbound.open.inc();
+                side.ok.inc();
+                side.open.inc();
+                let mut tcp = tcp;
+                // TCP to TCP, in this cluster: a FIN or an RST on one side reaches the other as
+                // the kernel reports it, as with kube-proxy; no HTTP/2 mapping to get right.
                 tokio::select! {
-                    o = super::tunnel::splice(tcp, server, idle) => Some(o),
-                    _ = shared.hard.cancelled() => None,
+                    r = tokio::io::copy_bidirectional(&mut tcp, &mut server) => {
+                        if let Ok((up, down)) = r {
+                            side.add_bytes(up, down);
+                        }
+                    }
+                    _ = shared.hard.cancelled() => {}
                 }
+                side.open.dec();
             }
             SplitTarget::Tunnel(route) => {
                 let Some(pool) = pools.get(&route.peer).cloned() else {
                     continue;
                 };
+                let Ok(_slot) = admit(&pool, &route.authority, &tcp, &shared).await else {
+                    continue;
+                };
                 let opened = tokio::select! {
                     o = pool.open_with(&route.authority, true) => o,
-                    _ = shared.hard.cancelled() => return,
+                    _ = shared.hard.cancelled() => return super::tunnel::reset_tcp(tcp),
                 };
-                let upgraded = match opened {
-                    Ok(u) => u,
+                let (send, recv) = match opened {
+                    Ok(s) => s,
                     Err(e) => {
                         tracing::info!(port, split = %split.split, backend = %backend.service, error = %e, "split backend did not answer; trying the next");
                         continue;
                     }
                 };
-                shared.metrics.outbound.ok.inc();
-                shared.metrics.outbound.open.inc();
-                tokio::select! {
-                    o = super::tunnel::splice(tcp, TokioIo::new(upgraded), idle) => Some(o),
-                    _ = shared.hard.cancelled() => None,
+                side.ok.inc();
+                side.open.inc();
+                let o = super::tunnel::splice(
+                    tcp,
+                    send,
+                    recv,
+                    shared.settings.idle_timeout,
+                    &shared.hard,
+                )
+                .await;
+                side.open.dec();
+                side.add_bytes(o.from_tcp, o.from_h2);
+                if let Err(cause) = o.result {
+                    shared.metrics.reset(OUTBOUND, cause.label());
                 }
             }
-        };
-        shared.metrics.outbound.open.dec();
-        if let Some(o) = outcome {
-            shared.metrics.outbound.add_bytes(o.to_server, o.to_client);
         }
         return;
     }
     shared.metrics.stream(OUTBOUND, "no_backend");
-    tracing::info!(port, split = %split.split, "no backend of the split is up; closing the connection");
+    shared.metrics.reset(OUTBOUND, "no_backend");
+    if let Some(suppressed) = shared.logs.allow("no_backend") {
+        tracing::info!(port, split = %split.split, suppressed, "no backend of the split is up; resetting the connection");
+    }
+    super::tunnel::reset_tcp(tcp);
 }

@@ -74,6 +74,7 @@ impl ResolvesClientCert for CertStore {
 struct GatewayClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     namespace: String,
+    logs: Arc<super::loglimit::LogLimit>,
 }
 
 impl ClientCertVerifier for GatewayClientVerifier {
@@ -91,12 +92,17 @@ impl ClientCertVerifier for GatewayClientVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
         if super::identity::gateway_identity_in(end_entity, &self.namespace).is_none() {
-            let (dns, uris) = super::identity::san_names(end_entity);
-            tracing::info!(
-                ?dns,
-                ?uris,
-                "refusing a client certificate that does not name a gateway"
-            );
+            // Anyone the issuers signed for can trigger this: rate-limited (the refusal is
+            // counted as connections_total{result="certificate_rejected"}).
+            if let Some(suppressed) = self.logs.allow("not_a_gateway") {
+                let (dns, uris) = super::identity::san_names(end_entity);
+                tracing::info!(
+                    ?dns,
+                    ?uris,
+                    suppressed,
+                    "refusing a client certificate that does not name a gateway"
+                );
+            }
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ));
@@ -132,6 +138,7 @@ pub fn server_config(
     roots: Arc<RootCertStore>,
     certs: Arc<CertStore>,
     namespace: &str,
+    logs: Arc<super::loglimit::LogLimit>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let inner = WebPkiClientVerifier::builder(roots)
         .build()
@@ -139,6 +146,7 @@ pub fn server_config(
     let verifier = Arc::new(GatewayClientVerifier {
         inner,
         namespace: namespace.to_owned(),
+        logs,
     });
     let mut config = ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_client_cert_verifier(verifier)

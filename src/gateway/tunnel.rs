@@ -1,146 +1,244 @@
-//! Splicing two byte streams together with an idle timeout and byte counts. The buffers are
-//! allocated once per tunnel; the only shared state is two relaxed atomic counters per tunnel.
+//! Splicing a TCP connection and an HTTP/2 CONNECT stream, with an idle timeout and byte counts.
+//!
+//! An abnormal end must look abnormal on both sides (RFC 9113 §8.5): a TCP error (RST included)
+//! becomes RST_STREAM(CONNECT_ERROR) towards the peer, and any stream or connection error, an idle
+//! timeout or a drain deadline becomes a TCP RST towards the local socket. Only a FIN on TCP
+//! maps to END_STREAM and back. A generic `copy_bidirectional` cannot do this: it turns every
+//! error into a shutdown, which a client takes for a complete response.
+//!
+//! Memory: an idle tunnel holds no buffer. A read buffer is allocated only once the socket is
+//! readable *and* HTTP/2 send capacity was granted, sized by that capacity, so the bytes in
+//! flight from TCP to HTTP/2 are bounded by the peer's connection window, not by the number of
+//! tunnels. Received DATA frames are written to TCP as they come (no copy) and their window is
+//! released only once written, so a slow reader is bounded by the stream and connection windows.
 
+use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Bytes, BytesMut};
+use h2::{Reason, RecvStream, SendStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// Per-direction copy buffer: one TLS record's worth. Larger buffers barely help throughput
-/// (records are 16 KiB anyway) but cost memory on every open tunnel, on both gateways.
-const BUF: usize = 16 * 1024;
+/// Largest read from TCP per DATA frame: one TLS record's worth. Larger reads barely help
+/// throughput (records are 16 KiB anyway).
+pub const BUF: usize = 16 * 1024;
 
-/// How a tunnel ended.
-#[derive(Debug)]
-pub struct Outcome {
-    pub to_server: u64,
-    pub to_client: u64,
-    pub result: Result<(), io::Error>,
+/// Why a tunnel was reset; the `cause` label of `tunnel_resets_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The local TCP socket failed (RST from the client or backend, EPIPE, ...).
+    TcpError,
+    /// The peer reset the stream (RST_STREAM with any code, CANCEL included).
+    PeerReset,
+    /// The HTTP/2 connection failed or went away (peer killed, keepalive timeout, ...).
+    ConnectionLost,
+    /// No byte moved in either direction for the idle timeout.
+    IdleTimeout,
+    /// The gateway stopped (drain deadline) or the peer's authorization was withdrawn.
+    Shutdown,
 }
 
-/// Copies `client <-> server` until both directions are closed, one side fails, or no byte moved
-/// for `idle`. Half-closes are forwarded (EOF on one side shuts down writing on the other).
-pub async fn splice<C, S>(client: C, server: S, idle: Duration) -> Outcome
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let up = Arc::new(AtomicU64::new(0));
-    let down = Arc::new(AtomicU64::new(0));
-    let mut client = Counted {
-        inner: client,
-        read: up.clone(),
-    };
-    let mut server = Counted {
-        inner: server,
-        read: down.clone(),
-    };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, BUF, BUF);
-    tokio::pin!(copy);
-    let mut last = 0u64;
-    let result = loop {
-        tokio::select! {
-            r = &mut copy => break r.map(|_| ()),
-            _ = tokio::time::sleep(idle) => {
-                let seen = up.load(Ordering::Relaxed) + down.load(Ordering::Relaxed);
-                if seen == last {
-                    break Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+impl Cause {
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::TcpError => "tcp_error",
+            Cause::PeerReset => "peer_reset",
+            Cause::ConnectionLost => "connection_lost",
+            Cause::IdleTimeout => "idle_timeout",
+            Cause::Shutdown => "shutdown",
+        }
+    }
+
+    /// Classifies an HTTP/2 error seen on a stream.
+    pub fn of_h2(e: &h2::Error) -> Self {
+        if e.is_reset() {
+            Cause::PeerReset
+        } else {
+            Cause::ConnectionLost
+        }
+    }
+}
+
+/// How a tunnel ended. `from_tcp`/`from_h2` count bytes read from each side.
+#[derive(Debug)]
+pub struct Outcome {
+    pub from_tcp: u64,
+    pub from_h2: u64,
+    /// `Ok` when both directions ended with a FIN/END_STREAM; otherwise both sides were reset.
+    pub result: Result<(), Cause>,
+}
+
+/// Resets a TCP socket: SO_LINGER 0, then close, which sends an RST instead of a FIN.
+pub fn reset_tcp(tcp: TcpStream) {
+    let _ = tcp.set_zero_linger();
+    drop(tcp);
+}
+
+/// Copies `tcp <-> stream` until both directions ended cleanly, either side failed, no byte moved
+/// for `idle`, or `cut` is cancelled. On any abnormal end, the stream gets RST_STREAM
+/// (CONNECT_ERROR) and the socket an RST.
+pub async fn splice(
+    mut tcp: TcpStream,
+    mut send: SendStream<Bytes>,
+    mut recv: RecvStream,
+    idle: Duration,
+    cut: &CancellationToken,
+) -> Outcome {
+    let start = Instant::now();
+    let from_tcp = AtomicU64::new(0);
+    let from_h2 = AtomicU64::new(0);
+    // Milliseconds since `start` of the last byte moved; read by the idle timer.
+    let last = AtomicU64::new(0);
+    let eos_sent = AtomicBool::new(false);
+    let eos_notify = Notify::new();
+    let result = {
+        let (rd, wr) = tcp.split();
+        let touch = || {
+            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        };
+        let up = up(rd, &mut send, &from_tcp, &touch, &eos_sent, &eos_notify);
+        let down = down(&mut recv, wr, &from_h2, &touch);
+        let timer = async {
+            loop {
+                let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+                if deadline <= Instant::now() {
+                    return Cause::IdleTimeout;
                 }
-                last = seen;
+                tokio::time::sleep_until(deadline).await;
+            }
+        };
+        tokio::pin!(up, down, timer);
+        let mut down_done = false;
+        loop {
+            tokio::select! {
+                cause = &mut up => break Err(cause),
+                r = &mut down, if !down_done => match r {
+                    Err(cause) => break Err(cause),
+                    Ok(()) if eos_sent.load(Ordering::Relaxed) => break Ok(()),
+                    Ok(()) => down_done = true,
+                },
+                _ = eos_notify.notified(), if down_done => break Ok(()),
+                cause = &mut timer => break Err(cause),
+                _ = cut.cancelled() => break Err(Cause::Shutdown),
             }
         }
     };
+    if result.is_err() {
+        // A no-op if the peer already reset the stream.
+        send.send_reset(Reason::CONNECT_ERROR);
+        reset_tcp(tcp);
+    }
     Outcome {
-        to_server: up.load(Ordering::Relaxed),
-        to_client: down.load(Ordering::Relaxed),
+        from_tcp: from_tcp.load(Ordering::Relaxed),
+        from_h2: from_h2.load(Ordering::Relaxed),
         result,
     }
 }
 
-/// Counts bytes read from the inner stream.
-struct Counted<T> {
-    inner: T,
-    read: Arc<AtomicU64>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.fetch_add(n as u64, Ordering::Relaxed);
+/// TCP -> HTTP/2. Never returns on success: after END_STREAM it keeps watching for a reset of the
+/// stream (which the other direction, maybe blocked on a peer that does not read, cannot see).
+async fn up(
+    rd: ReadHalf<'_>,
+    send: &mut SendStream<Bytes>,
+    counter: &AtomicU64,
+    touch: &impl Fn(),
+    eos_sent: &AtomicBool,
+    eos_notify: &Notify,
+) -> Cause {
+    let tcp: &TcpStream = rd.as_ref();
+    loop {
+        tokio::select! {
+            r = tcp.readable() => if r.is_err() { return Cause::TcpError },
+            r = poll_fn(|cx| send.poll_reset(cx)) => return reset_cause(r),
         }
-        r
+        // Ask for capacity only with something to send: capacity reserved by idle streams would
+        // pin the connection window.
+        send.reserve_capacity(BUF);
+        let granted = poll_fn(|cx| {
+            if let Poll::Ready(r) = send.poll_reset(cx) {
+                return Poll::Ready(Err(reset_cause(r)));
+            }
+            loop {
+                if send.capacity() > 0 {
+                    return Poll::Ready(Ok(send.capacity()));
+                }
+                match send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Cause::of_h2(&e))),
+                    Poll::Ready(None) => return Poll::Ready(Err(Cause::ConnectionLost)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await;
+        let granted = match granted {
+            Ok(n) => n,
+            Err(cause) => return cause,
+        };
+        let mut buf = BytesMut::with_capacity(granted.min(BUF));
+        match tcp.try_read_buf(&mut buf) {
+            Ok(0) => {
+                send.reserve_capacity(0);
+                if let Err(e) = send.send_data(Bytes::new(), true) {
+                    return Cause::of_h2(&e);
+                }
+                break;
+            }
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                touch();
+                if let Err(e) = send.send_data(buf.freeze(), false) {
+                    return Cause::of_h2(&e);
+                }
+                // Give what this read did not use back to the other streams.
+                send.reserve_capacity(0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => send.reserve_capacity(0),
+            Err(_) => return Cause::TcpError,
+        }
+    }
+    eos_sent.store(true, Ordering::Relaxed);
+    eos_notify.notify_one();
+    reset_cause(poll_fn(|cx| send.poll_reset(cx)).await)
+}
+
+/// HTTP/2 -> TCP: `Ok` after END_STREAM was forwarded as a FIN.
+async fn down(
+    recv: &mut RecvStream,
+    mut wr: WriteHalf<'_>,
+    counter: &AtomicU64,
+    touch: &impl Fn(),
+) -> Result<(), Cause> {
+    loop {
+        match recv.data().await {
+            None => {
+                return wr.shutdown().await.map_err(|_| Cause::TcpError);
+            }
+            Some(Ok(chunk)) => {
+                let n = chunk.len();
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                touch();
+                wr.write_all(&chunk).await.map_err(|_| Cause::TcpError)?;
+                // The window reopens only once the bytes left: a backend that does not read
+                // stops the peer instead of growing a buffer here.
+                let _ = recv.flow_control().release_capacity(n);
+            }
+            Some(Err(e)) => return Err(Cause::of_h2(&e)),
+        }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn bytes_flow_both_ways_and_are_counted() {
-        let (client, mut client_far) = tokio::io::duplex(1024);
-        let (server, mut server_far) = tokio::io::duplex(1024);
-        let t = tokio::spawn(splice(client, server, Duration::from_secs(30)));
-        client_far.write_all(b"hello").await.unwrap();
-        let mut buf = [0u8; 5];
-        server_far.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hello");
-        server_far.write_all(b"hi").await.unwrap();
-        let mut buf = [0u8; 2];
-        client_far.read_exact(&mut buf).await.unwrap();
-        drop(client_far);
-        drop(server_far);
-        let out = t.await.unwrap();
-        assert_eq!((out.to_server, out.to_client), (5, 2));
-    }
-
-    #[tokio::test]
-    async fn a_silent_tunnel_ends_with_an_idle_timeout() {
-        let (client, _client_far) = tokio::io::duplex(1024);
-        let (server, _server_far) = tokio::io::duplex(1024);
-        let out = splice(client, server, Duration::from_millis(20)).await;
-        assert_eq!(out.result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+fn reset_cause(r: Result<Reason, h2::Error>) -> Cause {
+    match r {
+        Ok(_) => Cause::PeerReset,
+        Err(e) => Cause::of_h2(&e),
     }
 }

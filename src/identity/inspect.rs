@@ -91,11 +91,10 @@ pub fn inspect_file(
     let mut intermediates: Vec<CertificateDer<'static>> = file.ders.clone();
     if let Some(dir) = path.parent() {
         let beside = dir.join(ISSUER_CERT_FILE);
-        // No let-chains: the crate's rust-version is 1.85.
-        if beside != path {
-            if let Ok(issuer) = store::read_cert_file(&beside, "") {
-                intermediates.extend(issuer.ders);
-            }
+        if beside != path
+            && let Ok(issuer) = store::read_cert_file(&beside, "")
+        {
+            intermediates.extend(issuer.ders);
         }
     }
     file.ders

@@ -356,9 +356,13 @@ pub fn write_atomic(
     overwrite: bool,
 ) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
-    let write_err = |source| StoreError::Write {
+    let write_err = |source: std::io::Error| StoreError::Write {
         path: path.to_owned(),
-        source,
+        // tempfile appends its temporary file's name, which the user never asked for.
+        source: match source.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => source,
+        },
     };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

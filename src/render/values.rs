@@ -5,37 +5,22 @@
 
 use serde_json::{Map, Value};
 
+use crate::yaml::YamlError;
+
 /// The defaults, embedded at build time.
 pub const DEFAULT_VALUES: &str = include_str!("../../templates/values.yaml");
-
-/// A YAML parse error shown on one line (serde-saphyr's Display adds a multi-line source snippet,
-/// which breaks the one-line error contract of the CLI).
-#[derive(Debug)]
-pub struct YamlError(Box<serde_saphyr::Error>);
-
-impl std::fmt::Display for YamlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.without_snippet().to_string();
-        let text = text.trim().trim_start_matches("error: ");
-        f.write_str(&text.lines().collect::<Vec<_>>().join(" "))
-    }
-}
-
-impl std::error::Error for YamlError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesError {
     #[error("the built-in templates/values.yaml is not valid YAML")]
     Defaults(#[source] YamlError),
-    #[error("the values file {file} is not valid YAML")]
+    #[error("the values file {file} is invalid")]
     File {
         file: String,
         #[source]
         source: YamlError,
     },
-    #[error(
-        "unknown value {key:?} (from {origin}); known values are listed in docs/installation.md (see `mc install --help`)"
-    )]
+    #[error("unknown value {key:?} (from {origin}); {}", unknown_key_hint(key))]
     UnknownKey { key: String, origin: String },
     #[error("value {key:?} (from {origin}) must be {expected}, not {found}")]
     WrongType {
@@ -58,6 +43,36 @@ pub enum ValuesError {
         "value \"gateway.outboundPortRange\" is {0:?}; it must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, clear of ports 4143, 4191 and 9990"
     )]
     PortRange(String),
+    #[error(
+        "value \"gateway.resources.limits.memory\" ({limit:?}) is too small for \"gateway.maxStreamsPerPeer\" ({streams}): that needs {needed_mib} MiB at 75% of the limit; lower maxStreamsPerPeer to at most {fits} or raise the limit (docs/performance.md, \"Memory budget\")"
+    )]
+    MemoryBudget {
+        limit: String,
+        streams: u64,
+        needed_mib: u64,
+        fits: u64,
+    },
+    #[error("value {key:?} is {found:?}, not a Kubernetes memory quantity such as 256Mi")]
+    Quantity { key: &'static str, found: String },
+}
+
+/// Keys other tools' charts have and mc spells differently, with what to write instead.
+const SPELLED_DIFFERENTLY: &[(&str, &str)] = &[
+    (
+        "image.registry",
+        "the registry is part of image.repository (--set image.repository=localhost:5000/mc)",
+    ),
+    (
+        "image.name",
+        "the image name is image.repository (--set image.repository=ghcr.io/mc-dev/mc)",
+    ),
+];
+
+fn unknown_key_hint(key: &str) -> &'static str {
+    SPELLED_DIFFERENTLY.iter().find(|(k, _)| *k == key).map_or(
+        "known values are listed in docs/installation.md (see `mc install --help`)",
+        |(_, hint)| *hint,
+    )
 }
 
 /// Values whose every legal spelling is known: refused here with the list, not by the API server.
@@ -90,7 +105,53 @@ fn check(values: &Value) -> Result<(), ValuesError> {
     if parse_port_range(range).is_none() {
         return Err(ValuesError::PortRange(range.to_owned()));
     }
+    check_gateway_memory(&values["gateway"])
+}
+
+/// The stream limit must fit the memory limit (a limit removed from the values is not checked).
+fn check_gateway_memory(gateway: &Value) -> Result<(), ValuesError> {
+    const KEY: &str = "gateway.resources.limits.memory";
+    let streams = gateway["maxStreamsPerPeer"].as_u64().unwrap_or_default();
+    let Some(raw) = gateway["resources"]["limits"]["memory"].as_str() else {
+        return Ok(());
+    };
+    let limit = parse_memory(raw).ok_or_else(|| ValuesError::Quantity {
+        key: KEY,
+        found: raw.to_owned(),
+    })?;
+    let budget = crate::gateway::budget::needed(streams);
+    if budget > limit / 100 * crate::gateway::budget::USABLE_PERCENT {
+        return Err(ValuesError::MemoryBudget {
+            limit: raw.to_owned(),
+            streams,
+            needed_mib: budget / (1024 * 1024),
+            fits: crate::gateway::budget::max_streams_for(limit),
+        });
+    }
     Ok(())
+}
+
+/// Bytes of a Kubernetes memory quantity (`256Mi`, `1G`, `268435456`, `1.5Gi`).
+pub fn parse_memory(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "T" => 1000_u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some((number * unit as f64) as u64)
 }
 
 /// `first-last` outbound pool, clear of mc's own listening ports.
@@ -129,7 +190,7 @@ pub fn resolve(
     let schema = defaults()?;
     let mut values = schema.clone();
     for (file, text) in files {
-        let overlay: Value = serde_saphyr::from_str(text).map_err(|source| ValuesError::File {
+        let overlay = parse_file(text, &schema).map_err(|source| ValuesError::File {
             file: file.clone(),
             source: YamlError(Box::new(source)),
         })?;
@@ -144,6 +205,152 @@ pub fn resolve(
     }
     check(&values)?;
     Ok(values)
+}
+
+/// Parses a values file guided by the schema, so that a plain scalar where the defaults hold a
+/// string keeps its spelling: `tag: 0.10` is the string "0.10", where untyped YAML reads the
+/// number 0.1 (and `1.20` becomes `1.2`, `010` becomes `10`). Elsewhere the YAML types stand,
+/// and `merge` checks them against the schema.
+fn parse_file(text: &str, schema: &Value) -> Result<Value, serde_saphyr::Error> {
+    use serde::de::DeserializeSeed as _;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::with_deserializer_from_str(text, |de| Guided(schema, "").deserialize(de))
+}
+
+/// A [`serde::de::DeserializeSeed`] that reads one node of a values file the way the schema node
+/// says: a string as written, a fixed map key by key, anything else untyped.
+struct Guided<'a>(&'a Value, &'a str);
+
+/// The values of free-form maps (`{}` in the defaults) are strings, as Kubernetes labels are.
+static STRING: Value = Value::String(String::new());
+
+impl<'de> serde::de::DeserializeSeed<'de> for Guided<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        match self.0 {
+            // `deserialize_option` first: `key: null` (or `key:`) keeps the default.
+            Value::String(_) => de.deserialize_option(AsWritten),
+            Value::Object(_) => de.deserialize_any(MapVisitor(self.0, self.1)),
+            _ => serde::Deserialize::deserialize(de),
+        }
+    }
+}
+
+/// A scalar as written in the file; a map or list is kept as such, for `conform` to refuse with
+/// the key's name.
+struct AsWritten;
+
+impl<'de> serde::de::Visitor<'de> for AsWritten {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        // serde-saphyr hands a string target any plain scalar exactly as written.
+        de.deserialize_string(self)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// A map whose keys are looked up in the schema map; unknown keys are read untyped and refused
+/// later by `merge`, which names them.
+struct MapVisitor<'a>(&'a Value, &'a str);
+
+impl<'de> serde::de::Visitor<'de> for MapVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of values")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = join(self.1, &key);
+            let schema = match self.0.get(&key) {
+                Some(schema) => schema,
+                None if is_free_form(self.0) => &STRING,
+                None => {
+                    out.insert(key, map.next_value::<Value>()?);
+                    continue;
+                }
+            };
+            // serde-saphyr refuses a map or list where a string is read; name the key.
+            let value = map.next_value_seed(Guided(schema, &path));
+            let value = if schema.is_string() {
+                // Its message would repeat the location that serde-saphyr appends to ours.
+                value.map_err(|_| {
+                    serde::de::Error::custom(format_args!(
+                        "value {path:?} must be a string, not a map or a list,"
+                    ))
+                })?
+            } else {
+                value?
+            };
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+    // Anything but a map is kept as read, for `merge` and `conform` to refuse with the key's name.
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -328,6 +535,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_limit_that_does_not_fit_the_memory_limit_is_refused() {
+        assert!(resolve(&[], &[]).is_ok(), "the defaults must fit");
+        let err = resolve(&[], &sets(&["gateway.resources.limits.memory=128Mi"])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("maxStreamsPerPeer") && text.contains("at most"),
+            "{text}"
+        );
+        assert!(
+            resolve(
+                &[],
+                &sets(&[
+                    "gateway.resources.limits.memory=128Mi",
+                    "gateway.maxStreamsPerPeer=2000"
+                ])
+            )
+            .is_ok()
+        );
+        assert!(resolve(&[], &sets(&["gateway.resources.limits.memory=lots"])).is_err());
+        assert_eq!(parse_memory("256Mi"), Some(256 << 20));
+        assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
+        assert_eq!(parse_memory("12Xi"), None);
+    }
+
+    #[test]
     fn defaults_parse_and_set_overrides_with_the_defaults_type() {
         let v = resolve(&[], &sets(&["image.tag=1.0", "gateway.replicas=3"])).unwrap();
         assert_eq!(v["image"]["tag"], Value::String("1.0".into()));
@@ -343,6 +576,16 @@ mod tests {
         let err = resolve(&[file], &[]).unwrap_err();
         assert!(err.to_string().contains("gateway.replica"), "{err}");
         assert!(err.to_string().contains("v.yaml"), "{err}");
+    }
+
+    #[test]
+    fn image_registry_points_at_image_repository() {
+        let err = resolve(&[], &sets(&["image.registry=localhost:5000"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--set image.repository=localhost:5000/mc"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -378,12 +621,75 @@ mod tests {
     }
 
     #[test]
-    fn yaml_errors_in_values_files_are_one_line() {
-        let file = ("v.yaml".to_owned(), "a: [\n".to_owned());
+    fn strings_in_values_files_keep_their_spelling() {
+        let file = (
+            "v.yaml".to_owned(),
+            "image:\n  tag: 0.10\n  repository: null\ngateway:\n  replicas: 3\n  resources:\n    limits:\n      cpu: 1.50\npodLabels:\n  version: 1.20\n  enabled: true\nlogFilter: 010\n".to_owned(),
+        );
+        let v = resolve(&[file], &[]).unwrap();
+        assert_eq!(v["image"]["tag"], Value::String("0.10".into()));
+        assert_eq!(
+            v["image"]["repository"],
+            Value::String("ghcr.io/mc-dev/mc".into())
+        );
+        assert_eq!(v["gateway"]["replicas"], Value::from(3u64));
+        assert_eq!(
+            v["gateway"]["resources"]["limits"]["cpu"],
+            Value::String("1.50".into())
+        );
+        assert_eq!(v["podLabels"]["version"], Value::String("1.20".into()));
+        assert_eq!(v["podLabels"]["enabled"], Value::String("true".into()));
+        assert_eq!(v["logFilter"], Value::String("010".into()));
+    }
+
+    #[test]
+    fn values_files_that_are_empty_or_not_maps_are_handled() {
+        for text in ["", "# only a comment\n", "~\n"] {
+            let file = ("v.yaml".to_owned(), text.to_owned());
+            assert_eq!(
+                resolve(&[file], &[]).unwrap(),
+                defaults().unwrap(),
+                "{text:?}"
+            );
+        }
+        let file = ("v.yaml".to_owned(), "- 1\n".to_owned());
+        assert!(matches!(
+            resolve(&[file], &[]),
+            Err(ValuesError::NotAMap(_))
+        ));
+        let file = ("v.yaml".to_owned(), "image:\n  tag: {a: 1}\n".to_owned());
         let err = resolve(&[file], &[]).unwrap_err();
-        let text = format!("{:#}", anyhow::Error::from(err));
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(text.contains("v.yaml"), "{text}");
+        let err = format!("{:#}", anyhow::Error::from(err));
+        assert!(err.contains("image.tag"), "{err}");
+        let file = (
+            "v.yaml".to_owned(),
+            "gateway:\n  replicas: 1.5\n".to_owned(),
+        );
+        let err = resolve(&[file], &[]).unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+    }
+
+    #[test]
+    fn yaml_errors_in_values_files_are_one_line_for_users() {
+        for (yaml, needle) in [
+            ("a: [\n", "line 1"),
+            (
+                "image:\n  tag: 1\n  tag: 2\n",
+                "duplicate mapping key: tag at line 3",
+            ),
+            ("image:\n  tag: [1]\n", "\"image.tag\" must be a string"),
+        ] {
+            let file = ("v.yaml".to_owned(), yaml.to_owned());
+            let err = resolve(&[file], &[]).unwrap_err();
+            let text = format!("{:#}", anyhow::Error::from(err));
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(
+                text.starts_with("the values file v.yaml is invalid: "),
+                "{text}"
+            );
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains("Options"), "{text}");
+        }
     }
 
     #[test]

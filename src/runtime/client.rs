@@ -23,8 +23,8 @@ pub struct ClientArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read the kubeconfig {path}: {reason}; check the path given to --kubeconfig")]
-    Read { path: String, reason: String },
+    #[error(transparent)]
+    File(#[from] super::kubeconfig::KubeconfigFileError),
     #[error(
         "cannot read the kubeconfig ($KUBECONFIG or ~/.kube/config): {reason}; pass --kubeconfig"
     )]
@@ -103,16 +103,7 @@ impl ClientArgs {
 }
 
 fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ClientError> {
-    let shown = path.display().to_string();
-    // Read the file here so that the path is named once and the OS reason once.
-    std::fs::metadata(path).map_err(|e| ClientError::Read {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    Kubeconfig::read_from(path).map_err(|e| ClientError::Read {
-        path: shown,
-        reason: flatten(&e),
-    })
+    Ok(super::kubeconfig::read(path)?)
 }
 
 /// kube's kubeconfig errors embed their source in their message: keep the innermost text.
@@ -136,7 +127,7 @@ mod tests {
         };
         let msg = args.kubeconfig_file().unwrap_err().to_string();
         assert_eq!(msg.matches("/nonexistent/kc").count(), 1, "{msg}");
-        assert!(msg.contains("No such file"), "{msg}");
+        assert!(msg.contains("does not exist"), "{msg}");
     }
 
     #[test]

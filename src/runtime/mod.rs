@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+pub mod kubeconfig;
 pub mod net;
 pub mod signal;
 pub mod watch;

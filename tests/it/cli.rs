@@ -93,3 +93,51 @@ async fn context_flags_work_before_and_after_the_subcommand() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("context \"nowhere\""), "{err}");
 }
+
+/// Exit status 1 and one line on stderr that names `object` exactly once.
+fn assert_named_once(out: &std::process::Output, object: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(
+        stderr.matches(object).count(),
+        1,
+        "{object:?} not once in: {stderr}"
+    );
+}
+
+#[test]
+fn newcomer_errors_name_the_object_once_on_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = tmp.path().join("missing/dir/kc");
+    let out = mc()
+        .args(["sim", "serve", "--kubeconfig-out"])
+        .arg(&kc)
+        .output()
+        .unwrap();
+    assert_named_once(&out, "missing/dir/kc");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mkdir -p"));
+
+    let nope = tmp.path().join("nope.kubeconfig");
+    let out = mc()
+        .args(["gateway", "--kubeconfig"])
+        .arg(&nope)
+        .output()
+        .unwrap();
+    assert_named_once(&out, "nope.kubeconfig");
+
+    let broken = tmp.path().join("broken.kubeconfig");
+    std::fs::write(&broken, "clusters: [\n").unwrap();
+    let out = mc()
+        .args(["gateway", "--kubeconfig"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_named_once(&out, "broken.kubeconfig");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}

@@ -239,9 +239,22 @@ fn inspect_reports_the_chain_as_json() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("status: invalid"));
 
-    let table = run(&["identity", "inspect", issuer.to_str().unwrap()]);
+    let anchor = tmp.path().join("anchor.crt");
+    let table = run(&[
+        "identity",
+        "inspect",
+        anchor.to_str().unwrap(),
+        issuer.to_str().unwrap(),
+    ]);
     assert!(table.status.success());
-    assert!(String::from_utf8_lossy(&table.stdout).contains("DAYS LEFT"));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("days left"), "{text}");
+    assert!(text.contains("chain      ok"), "{text}");
+    // Fits a terminal: the temp-dir path is the only long part of any line.
+    let base = tmp.path().to_str().unwrap().len();
+    for line in text.lines() {
+        assert!(line.len() <= 80 + base, "{} columns: {line}", line.len());
+    }
 }
 
 #[test]
@@ -327,4 +340,30 @@ fn every_identity_subcommand_has_examples_in_its_help() {
             "{sub:?}"
         );
     }
+}
+
+#[test]
+fn init_and_issue_warn_when_the_directory_is_inside_a_git_work_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let trust = repo.join("trust");
+    let d = trust.to_str().unwrap();
+    for args in [
+        vec!["identity", "init", "--dir", d],
+        vec!["identity", "issue", "--dir", d, "--cluster-name", "west"],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("warning:") && stderr.contains("inside the git work tree"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let outside = tmp.path().join("trust");
+    let out = run(&["identity", "init", "--dir", outside.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("git work tree"), "{stderr}");
 }

@@ -352,6 +352,25 @@ fn values_and_set_override_defaults_and_unknown_keys_are_refused() {
 }
 
 #[test]
+fn a_values_file_tag_like_0_10_stays_as_written_in_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let values = tmp.path().join("values.yaml");
+    std::fs::write(&values, "image:\n  tag: 0.10\n").unwrap();
+    let out = install_fixture(&["--values", values.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let deploy: Deployment = find(&docs, "Deployment", "mc-gateway");
+    let image = deploy.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("ghcr.io/mc-dev/mc:0.10"));
+}
+
+#[test]
 fn uninstall_works_without_an_identity_and_deletes_the_crd_last() {
     let out = run(&["uninstall"]);
     assert!(
@@ -584,15 +603,18 @@ fn start_sim() -> Sim {
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
+    // The kubeconfig lives in the test's temp dir; so does kubectl's cache.
+    let dir = kubeconfig.parent().expect("kubeconfig in a directory");
+    let mut cmd = crate::support::kubectl(dir);
+    cmd.arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
         .spawn()
-        .expect("kubectl");
+        .unwrap_or_else(|e| panic!("{}", crate::support::spawn_error(&cmd, &e)));
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -728,7 +750,7 @@ subjects: [{kind: ServiceAccount, name: mc-remote-access-east, namespace: mc-sys
     let ca_file = dir.path().join("ca.crt");
     std::fs::write(&ca_file, ca).unwrap();
     let as_remote = |args: &[&str]| {
-        std::process::Command::new("kubectl")
+        crate::support::kubectl(dir.path())
             .arg("--kubeconfig=/dev/null")
             .arg(format!("--server={server}"))
             .arg(format!("--certificate-authority={}", ca_file.display()))
@@ -833,4 +855,42 @@ fn create_namespaces_is_off_by_default_and_on_grants_exactly_namespace_creation(
         .unwrap();
     assert_eq!(ns_rule.verbs, ["get", "list", "watch", "create"]);
     assert!(on.contains("--create-namespaces"));
+}
+
+/// The Dockerfile cannot be built here (no container engine); what it must agree with is tested.
+#[test]
+fn the_dockerfile_agrees_with_the_manifests_and_the_crate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let defaults: Value = serde_saphyr::from_str(mc::render::values::DEFAULT_VALUES).unwrap();
+    // The default image tag is this crate's version: a release publishes exactly that tag.
+    assert_eq!(defaults["image"]["tag"], env!("CARGO_PKG_VERSION"));
+    // The image runs as the uid/gid the manifests pin, and its entrypoint is mc itself, since
+    // the manifests pass only arguments.
+    let uid = &defaults["securityContext"]["runAsUser"];
+    let gid = &defaults["securityContext"]["runAsGroup"];
+    assert!(
+        dockerfile.contains(&format!("\nUSER {uid}:{gid}\n")),
+        "USER {uid}:{gid}"
+    );
+    assert!(dockerfile.contains("\nENTRYPOINT [\"/usr/local/bin/mc\"]\n"));
+    let docs = documents(&rendered());
+    for (name, sub) in [("mc-gateway", "gateway"), ("mc-mirror", "mirror")] {
+        let deploy: Deployment = find(&docs, "Deployment", name);
+        let container = &deploy.spec.unwrap().template.spec.unwrap().containers[0];
+        assert_eq!(
+            container.command, None,
+            "{name} must rely on the entrypoint"
+        );
+        assert_eq!(container.args.as_ref().unwrap()[0], sub);
+    }
+    // The build stage's toolchain is at least the crate's rust-version.
+    let msrv = env!("CARGO_PKG_RUST_VERSION");
+    let image = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM docker.io/library/rust:"))
+        .expect("a rust build stage");
+    let version = image.split('-').next().unwrap();
+    let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    assert!(minor(version) >= minor(msrv), "rust:{version} < {msrv}");
 }

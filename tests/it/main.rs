@@ -3,9 +3,11 @@
 
 mod cli;
 mod demo;
+mod docs;
 mod gateway;
 mod identity;
 mod install;
+mod install_script;
 mod link;
 mod mirror;
 mod node;

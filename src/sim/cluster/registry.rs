@@ -515,10 +515,10 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
             status |= subs.get("status").is_some();
             scale |= subs.get("scale").is_some();
         }
-        if printer_columns.is_none() || storage {
-            if let Some(cols) = v.get("additionalPrinterColumns") {
-                printer_columns = Some(cols.clone());
-            }
+        if (printer_columns.is_none() || storage)
+            && let Some(cols) = v.get("additionalPrinterColumns")
+        {
+            printer_columns = Some(cols.clone());
         }
         versions.push((name, storage));
     }

@@ -1113,10 +1113,10 @@ pub fn track_update_to(
             }),
         }
     }
-    if !new.get("metadata").is_some_and(Value::is_object) {
-        if let Some(m) = new.as_object_mut() {
-            m.insert("metadata".into(), json!({}));
-        }
+    if !new.get("metadata").is_some_and(Value::is_object)
+        && let Some(m) = new.as_object_mut()
+    {
+        m.insert("metadata".into(), json!({}));
     }
     write_entries(new, &entries);
 }

@@ -104,6 +104,8 @@ pub struct Pki {
     pub west: Ca,
     pub east: Ca,
     pub stranger_issuer: Ca,
+    /// The anchor of `stranger_issuer`.
+    pub stranger: Ca,
 }
 
 impl Pki {
@@ -119,6 +121,7 @@ impl Pki {
             west,
             east,
             stranger_issuer,
+            stranger: stranger_anchor,
         }
     }
 

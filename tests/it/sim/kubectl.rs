@@ -213,7 +213,7 @@ async fn kubectl_get_watch_prints_a_new_object() {
     let mut cmd = sim.kubectl_command(&["get", "cm", "-n", "default", "-w"]);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("kubectl runs");
+    let mut child = crate::support::spawn(&mut cmd);
     let stdout = child.stdout.take().expect("stdout");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {

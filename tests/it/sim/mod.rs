@@ -38,17 +38,7 @@ pub async fn start_sim_with(config: SimConfig) -> Sim {
     }
 }
 
-/// Whether the real kubectl can be used; with `MC_REQUIRE_KUBECTL=1` a missing one fails.
-pub fn have_kubectl() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var("MC_REQUIRE_KUBECTL").as_deref() == Ok("1") {
-        panic!("kubectl is required (MC_REQUIRE_KUBECTL=1) but was not found on PATH");
-    }
-    found
-}
+pub use crate::support::have_kubectl;
 
 impl Sim {
     /// Runs kubectl against this cluster with a cache dir of its own.
@@ -63,7 +53,10 @@ impl Sim {
             cmd.stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped());
-            let mut child = cmd.spawn().expect("kubectl runs");
+            // kubectl exits once its stdin closes; only a missing kubectl needs a word here.
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("{}", crate::support::spawn_error(&cmd, &e)));
             if let Some(input) = stdin
                 && let Some(mut s) = child.stdin.take()
             {
@@ -77,13 +70,8 @@ impl Sim {
     }
 
     pub fn kubectl_command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args);
-        cmd.env_remove("KUBECONFIG");
+        let mut cmd = crate::support::kubectl(self.dir.path());
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         cmd
     }
 

@@ -1,28 +1,30 @@
-//! The `mc sim serve` command: several clusters, a 0600 kubeconfig, clean exit on SIGTERM.
+//! The `mc sim serve` command: several clusters, a 0600 kubeconfig, clean exit on SIGTERM that
+//! removes it.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::have_kubectl;
+use crate::support::{kubectl, spawn};
 
 #[test]
 fn sim_serve_runs_two_clusters_writes_a_private_kubeconfig_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = dir.path().join("sim.kubeconfig");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mc"))
-        .args([
-            "sim",
-            "serve",
-            "--clusters",
-            "east,west",
-            "--kubeconfig-out",
-        ])
-        .arg(&kc)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mc runs");
+    let mut child = spawn(
+        Command::new(env!("CARGO_BIN_EXE_mc"))
+            .args([
+                "sim",
+                "serve",
+                "--clusters",
+                "east,west",
+                "--kubeconfig-out",
+            ])
+            .arg(&kc)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut listening = Vec::new();
@@ -51,11 +53,9 @@ fn sim_serve_runs_two_clusters_writes_a_private_kubeconfig_and_stops_on_sigterm(
     }
     if have_kubectl() {
         for ctx in ["east", "west"] {
-            let out = Command::new("kubectl")
+            let out = kubectl(dir.path())
                 .arg("--kubeconfig")
                 .arg(&kc)
-                .arg("--cache-dir")
-                .arg(dir.path().join("cache"))
                 .args(["--context", ctx, "get", "ns", "default", "-o", "name"])
                 .output()
                 .expect("kubectl");
@@ -76,6 +76,7 @@ fn sim_serve_runs_two_clusters_writes_a_private_kubeconfig_and_stops_on_sigterm(
     loop {
         if let Some(code) = child.try_wait().expect("wait") {
             assert!(code.success(), "exit {code:?}");
+            assert!(!kc.exists(), "the kubeconfig outlived the sim");
             break;
         }
         assert!(
@@ -98,4 +99,21 @@ fn sim_serve_rejects_invalid_cluster_names_with_a_hint() {
         err.contains("cluster name \"East\" is not a DNS label"),
         "{err}"
     );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let mut child = spawn(
+        Command::new(env!("CARGO_BIN_EXE_mc"))
+            .args(["sim", "serve", "--name", "west"])
+            .env_remove("MC_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let line = std::io::BufReader::new(stderr).lines().next();
+    drop(child);
+    let line = line.expect("a log line").expect("utf-8");
+    assert!(line.contains("simulated cluster listening"), "{line}");
+    assert!(!line.contains('\x1b'), "{line:?}");
 }

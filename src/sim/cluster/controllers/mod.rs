@@ -154,10 +154,10 @@ pub fn run(settings: &Settings, state: &mut State) {
                 "/namespaces" => namespaces::on_namespace(settings, state, ev),
                 "apiextensions.k8s.io/customresourcedefinitions" => {
                     crds_changed = true;
-                    if ev.etype == EventType::Deleted {
-                        if let Some(t) = registry::from_crd(&ev.object) {
-                            namespaces::delete_all(state, &t.key(), None);
-                        }
+                    if ev.etype == EventType::Deleted
+                        && let Some(t) = registry::from_crd(&ev.object)
+                    {
+                        namespaces::delete_all(state, &t.key(), None);
                     }
                 }
                 "/services" => {

@@ -619,25 +619,22 @@ impl Demo {
         })
         .await?;
         // Back means split again, not one answer: each east gateway Pod reconnects to west on
-        // its own back-off, and until all have, west gets less than its share. Their metrics
-        // say when (`mc_gateway_peer_pool_state{peer="west",state="ready"} 1`).
+        // its own (nudged by the client's traffic once the status says west is alive), and
+        // until all have, west gets less than its share. Their metrics say when
+        // (`mc_gateway_peer_pool_state{peer="west",state="ready"} 1`). The client keeps sending
+        // meanwhile, as a real one would.
         let gateways = self.gateway_ips(EAST).await?;
-        until("every east gateway to reconnect to west", || async {
+        let ready = format!("mc_gateway_peer_pool_state{{peer=\"{WEST}\",state=\"ready\"}} 1");
+        let back = until("west to take its share again", || async {
+            let at = scaled.elapsed();
+            let b = client::request_burst(client, apex, PROBE_BURST, 4).await?;
+            let answered = tally_of("recovery", &b).counts.contains_key(WEST);
             for ip in &gateways {
                 let addr = SocketAddr::from((*ip, crate::k8s::GATEWAY_PROBE_PORT));
                 let metrics = client::http_get(addr, "/metrics").await?;
-                let ready =
-                    format!("mc_gateway_peer_pool_state{{peer=\"{WEST}\",state=\"ready\"}} 1");
                 metrics.lines().any(|l| l == ready).then_some(())?;
             }
-            Some(())
-        })
-        .await?;
-        let back = until("west to answer again", || async {
-            let at = scaled.elapsed();
-            let b = client::request_burst(client, apex, PROBE_BURST, 4).await?;
-            let t = tally_of("recovery", &b);
-            (t.failures == 0 && t.counts.contains_key(WEST)).then_some(at)
+            answered.then_some(at)
         })
         .await?;
         summary.recovery = Timing {

@@ -35,6 +35,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A connection that dies sooner than this counts as a failed attempt (backoff grows).
 const HEALTHY_AFTER: Duration = Duration::from_secs(2);
+/// A nudged pool retries after this, so that a stream of nudges is at most 4 attempts a second.
+const NUDGE_DELAY: Duration = Duration::from_millis(250);
 /// Retry listeners that failed to bind (port still held by a previous process, ...).
 const BIND_RETRY: Duration = Duration::from_secs(5);
 
@@ -108,6 +110,8 @@ pub struct PeerPool {
     /// Drops the pool's connection and so resets its tunnels (the Link was deleted or now names
     /// another identity). A pool replaced for a new address only lets its tunnels finish.
     cut: CancellationToken,
+    /// Cuts a back-off short (see [`PeerPool::nudge`]).
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 impl PeerPool {
@@ -117,14 +121,18 @@ impl PeerPool {
         let cut = shared.hard.child_token();
         let owner = shared.metrics.claim_pool_state(name);
         let admission = Admission::new(shared.settings.max_streams_per_peer as usize);
+        let nudge = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(maintain(
             owner,
             name.to_owned(),
             peer.clone(),
             tx,
             shared,
-            cancel.clone(),
-            cut.clone(),
+            Controls {
+                cancel: cancel.clone(),
+                cut: cut.clone(),
+                nudge: nudge.clone(),
+            },
         ));
         Arc::new(Self {
             admission,
@@ -133,7 +141,15 @@ impl PeerPool {
             state: rx,
             cancel,
             cut,
+            nudge,
         })
+    }
+
+    /// Asks a pool that is backing off to try again soon (after [`NUDGE_DELAY`], never sooner):
+    /// a split sends this when the mirror controller's probe says the peer is alive again, so
+    /// that traffic returns with the probe instead of after a back-off of up to 10 s.
+    fn nudge(&self) {
+        self.nudge.notify_waiters();
     }
 
     /// Opens a CONNECT stream to `authority` on the pooled connection.
@@ -245,6 +261,13 @@ impl PeerPool {
     }
 }
 
+/// How a [`PeerPool`] steers its reconnect loop.
+struct Controls {
+    cancel: CancellationToken,
+    cut: CancellationToken,
+    nudge: Arc<tokio::sync::Notify>,
+}
+
 /// Keeps one connection to the peer up: connect, serve until it breaks, back off, repeat.
 async fn maintain(
     owner: u64,
@@ -252,9 +275,9 @@ async fn maintain(
     peer: Peer,
     state: watch::Sender<PoolState>,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
-    cut: CancellationToken,
+    controls: Controls,
 ) {
+    let Controls { cancel, cut, nudge } = controls;
     let metrics = &shared.metrics;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
@@ -337,9 +360,14 @@ async fn maintain(
         let delay = backoff.next_delay();
         state.send_replace(PoolState::Backoff(failure.into()));
         metrics.set_pool_state(&name, owner, "backoff");
+        let nudged = async {
+            nudge.notified().await;
+            tokio::time::sleep(NUDGE_DELAY).await;
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
+            _ = nudged => tracing::debug!(peer = %name, "back-off cut short: a split expects this peer"),
         }
     }
     state.send_replace(PoolState::Closed);
@@ -671,7 +699,14 @@ async fn split_client(
     let weights: Vec<u32> = split.backends.iter().map(|b| b.weight).collect();
     let up = |i: usize| match &split.backends[i].target {
         SplitTarget::Direct(_) => true,
-        SplitTarget::Tunnel(l) => pools.get(&l.peer).is_some_and(|p| !p.is_failing()),
+        SplitTarget::Tunnel(l) => pools.get(&l.peer).is_some_and(|p| {
+            let failing = p.is_failing();
+            // Weight above 0: the controller's probe reaches the peer now; so may we.
+            if failing && split.backends[i].weight > 0 {
+                p.nudge();
+            }
+            !failing
+        }),
     };
     let mut order = super::split::order(&weights, up, &mut rand::rng());
     if order.is_empty() {

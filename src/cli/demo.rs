@@ -139,7 +139,6 @@ fn print_summary(s: &Summary, output: OutputFormat) -> anyhow::Result<()> {
     }
     let mut out = String::new();
     out.push_str(&report::table(&s.phases));
-    out.push('\n');
     for t in &s.phases {
         out.push_str(&format!("\n{} ({} connections)\n", t.phase, t.connections));
         out.push_str(&report::bars(t, 40));
@@ -154,7 +153,7 @@ fn print_summary(s: &Summary, output: OutputFormat) -> anyhow::Result<()> {
     ));
     for c in &s.checks {
         out.push_str(&format!(
-            "mc check --context {}: {} ({})\n",
+            "check of {}: {} ({})\n",
             c.context, c.status, c.detail
         ));
     }

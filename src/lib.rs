@@ -4,6 +4,7 @@
 //! helpers. Pure modules: `identity` (certificates, files only), `render` (templates).
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod gateway;

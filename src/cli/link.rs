@@ -234,16 +234,7 @@ impl TryFrom<LinkArgs> for LinkConfig {
 
 /// The message of a kube error, without kube's repetition of its source.
 pub(super) fn reason(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
-        other => {
-            let mut innermost: &dyn std::error::Error = other;
-            while let Some(next) = innermost.source() {
-                innermost = next;
-            }
-            innermost.to_string()
-        }
-    }
+    crate::runtime::client::reason(e)
 }
 
 pub(super) fn is_not_found(e: &kube::Error) -> bool {

@@ -2,10 +2,12 @@
 //!
 //! Each subcommand's arguments live in their own file so that the top level only dispatches.
 
+mod check;
 mod completions;
 mod demo;
 mod export;
 mod gateway;
+mod gateways;
 mod identity;
 mod install;
 mod link;
@@ -67,6 +69,10 @@ pub enum Command {
     Gateway(Box<gateway::GatewayArgs>),
     /// Run the service-mirror controller (mirrors the exported Services of linked clusters).
     Mirror(mirror::MirrorArgs),
+    /// Diagnose installations and their links (exit 1 when a check fails).
+    Check(check::CheckArgs),
+    /// Gateways of linked clusters: `mc gateways stat`.
+    Gateways(gateways::GatewaysArgs),
     /// Run the seed scenario on two simulated clusters: split, failover, recovery.
     Demo(demo::DemoArgs),
     /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
@@ -112,6 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => gateway::run(*args, cli.client),
         Command::Mirror(args) => mirror::run(args, cli.client),
         Command::Sim(args) => sim::run(args),
+        Command::Check(args) => check::run(args, cli.client),
+        Command::Gateways(args) => gateways::run(args, cli.client),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -295,6 +295,21 @@ pub fn uri_sans(cert: &X509Certificate<'_>) -> Vec<String> {
         .collect()
 }
 
+/// DNS SANs of a certificate (empty if it has none or they cannot be parsed).
+pub fn dns_sans(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The trust domain recorded in an anchor or issuer (host part of its first `spiffe://` URI SAN).
 pub fn trust_domain_of(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;

@@ -245,7 +245,8 @@ fn parse<'a>(file: &'a CertFile, der: &'a [u8]) -> Result<X509Certificate<'a>, S
         })
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// `2026-12-03T05:12:41Z`, as certificates' dates are shown everywhere.
+pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -190,7 +190,7 @@ impl Controller {
             split_slices
         );
 
-        let leading =
+        let (leading, election) =
             super::leader::spawn(client.clone(), &ns, config.identity.clone(), stop.clone());
         let mut exec = Executor {
             client: client.clone(),
@@ -332,6 +332,9 @@ impl Controller {
                 retry_at = None;
             }
         }
+        // A stopping leader hands the Lease over before the process exits (SIGTERM on a
+        // rollout), so that the next replica does not wait for it to expire.
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
         Ok(())
     }
 }

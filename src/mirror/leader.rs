@@ -71,16 +71,17 @@ fn claimed(mut lease: Lease, me: &str, now: Timestamp, taking: bool) -> Lease {
 }
 
 /// Runs the election until `cancel`; the receiver says whether this replica leads now. On
-/// cancel a leader gives the Lease up so that another replica takes over at once.
+/// cancel a leader gives the Lease up so that another replica takes over at once; await the
+/// handle before exiting so that the release is sent.
 pub fn spawn(
     client: kube::Client,
     namespace: &str,
     me: String,
     cancel: CancellationToken,
-) -> watch::Receiver<bool> {
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let api: Api<Lease> = Api::namespaced(client, namespace);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut last_renewal: Option<Instant> = None;
         loop {
             let step = attempt(&api, &me).await;
@@ -105,9 +106,10 @@ pub fn spawn(
         if *tx.borrow() {
             let _ = tx.send(false);
             release(&api, &me).await;
+            tracing::info!(identity = %me, "released the leader Lease");
         }
     });
-    rx
+    (rx, task)
 }
 
 /// One look at the Lease: `Ok(true)` when we hold it afterwards.

@@ -37,12 +37,16 @@ fn tcp_ports(svc: &Service) -> Vec<SvcPort> {
         .collect()
 }
 
+/// Why a remote mirror is not mirrored again; `mc check` recognises daisy chains by it.
+pub const DAISY_CHAIN: &str =
+    "it is itself a mirror of another cluster's Service (no daisy chains)";
+
 /// A remote Service as the plan sees it.
 pub fn remote_service(svc: &Service) -> RemoteService {
     let spec = svc.spec.as_ref();
     let cluster_ip = spec.and_then(|s| s.cluster_ip.as_deref());
     let unmirrorable = if svc.labels().contains_key(LABEL_MIRROR_OF) {
-        Some("it is itself a mirror of another cluster's Service (no daisy chains)")
+        Some(DAISY_CHAIN)
     } else if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
         Some("ExternalName Services have no address to forward to")
     } else if cluster_ip == Some("None") {

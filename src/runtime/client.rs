@@ -102,6 +102,21 @@ impl ClientArgs {
     }
 }
 
+/// The message of a kube error, without kube's repetition of its source: the API server's own
+/// message for API errors, else the innermost cause.
+pub fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => {
+            let mut innermost: &dyn std::error::Error = other;
+            while let Some(next) = innermost.source() {
+                innermost = next;
+            }
+            innermost.to_string()
+        }
+    }
+}
+
 fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ClientError> {
     Ok(super::kubeconfig::read(path)?)
 }

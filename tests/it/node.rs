@@ -3,7 +3,8 @@
 //!
 //! Each test gives its clusters ClusterIP bases of their own (127.20-127.29 here; the
 //! `mc sim serve` test gets the command's 127.10), so that Pod and load-balancer ranges
-//! (derived: +90 and +190 in the second octet) never overlap.
+//! (derived: +90 and +190 in the second octet) never overlap. `mc check`'s tests (tests/it/check.rs)
+//! use 127.26-127.27 and the helpers marked `pub` here.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +20,7 @@ use mc::sim::{NodeConfig, SimConfig};
 const LIMIT: Duration = Duration::from_secs(30);
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
-fn node_config(name: &str, second_octet: u8) -> SimConfig {
+pub fn node_config(name: &str, second_octet: u8) -> SimConfig {
     let mut c = SimConfig::new(name);
     c.cluster_ip_base = Ipv4Addr::new(127, second_octet, 0, 0);
     let mut node = NodeConfig::new(env!("CARGO_BIN_EXE_mc"));
@@ -47,7 +48,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     head.contains(" 200 ").then(|| body.to_string())
 }
 
-async fn jsonpath(sim: &Sim, args: &[&str], path: &str) -> String {
+pub async fn jsonpath(sim: &Sim, args: &[&str], path: &str) -> String {
     let mut a: Vec<&str> = args.to_vec();
     let p = format!("jsonpath={path}");
     a.extend(["-o", &p]);
@@ -211,7 +212,7 @@ async fn kubectl_deployments_of_agnhost_answer_on_their_cluster_ip() {
 }
 
 /// `mc install` rendered with the identity in `dir` and applied with kubectl.
-async fn install(sim: &Sim, cluster: &str, dir: &Path) {
+pub async fn install(sim: &Sim, cluster: &str, dir: &Path) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
         .args(["install", "--cluster-name", cluster, "--identity-dir"])
         .arg(dir)
@@ -235,7 +236,8 @@ async fn install(sim: &Sim, cluster: &str, dir: &Path) {
     );
 }
 
-fn identity(dir: &Path, clusters: &[&str]) {
+/// `mc identity init` and `mc identity issue` for `clusters` into `dir`.
+pub fn identity(dir: &Path, clusters: &[&str]) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
             .args(args)

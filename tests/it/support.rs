@@ -125,7 +125,7 @@ pub struct GatewayAt {
 
 /// What `mc link --from src --to tgt` writes: in `tgt` the ServiceAccount
 /// `mc-remote-access-<src>` bound to the remote-reader roles, in `src` the Secret with a
-/// kubeconfig for its token and the Link. Returns the token.
+/// kubeconfig for its token and the Link (kept if it exists). Returns the token.
 pub async fn link_by_hand(
     src: &Sim,
     src_name: &str,
@@ -214,10 +214,15 @@ pub async fn link_by_hand(
         },
     );
     link.metadata.namespace = Some(ns.into());
-    Api::<Link>::namespaced(src.client.clone(), ns)
+    // Linking again (after revoking the account) keeps the Link and replaces its credentials.
+    match Api::<Link>::namespaced(src.client.clone(), ns)
         .create(&pp, &link)
         .await
-        .unwrap();
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating Link {tgt_name}: {e}"),
+    }
     token
 }
 

@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
-use super::list::{Filter, present};
+use super::list::{Filter, present, to_storage};
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
 use crate::sim::cluster::{clock, controllers};
@@ -129,7 +129,7 @@ struct ContinueToken {
 fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiError> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let filter = Filter::from_ctx(ctx, info)?;
+    let filter = Filter::from_ctx(ctx, rt, info)?;
     let limit: usize = ctx
         .q("limit")
         .and_then(|l| l.parse().ok())
@@ -197,7 +197,7 @@ fn list(ctx: &Ctx, rt: &ResourceType, info: &RequestInfo) -> Result<Reply, ApiEr
         items: items
             .into_iter()
             .map(|o| {
-                if rt.from_crd {
+                if rt.from_crd || rt.is_events_view() {
                     Item::Owned(present(&o, rt, &info.version))
                 } else {
                     Item::Shared(o)
@@ -418,6 +418,7 @@ fn require_namespace(state: &State, rt: &ResourceType, info: &RequestInfo) -> Re
 fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     let mut obj = parse_body(ctx)?;
     check_identity(rt, info, &mut obj)?;
+    let mut obj = to_storage(obj, rt);
     let manager = field_manager(ctx);
     let mut state = ctx.shared.store.lock();
     require_namespace(&state, rt, info)?;
@@ -446,6 +447,21 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     validate_labels(rt, &obj)?;
     if state.get(&rt.key(), ns_of(info), &name).is_some() {
         return Err(status::already_exists(&rt.group, &rt.plural, &name));
+    }
+    let crd_terminating = rt.from_crd
+        && state
+            .get(
+                controllers::CRDS,
+                "",
+                &format!("{}.{}", rt.plural, rt.group),
+            )
+            .is_some_and(|crd| crd.pointer("/metadata/deletionTimestamp").is_some());
+    if crd_terminating {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "create not allowed while custom resource definition is terminating",
+        ));
     }
     if rt.namespaced {
         let ns_obj = state.get("/namespaces", "", ns_of(info));
@@ -593,7 +609,11 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
     if let Some(meta) = obj["metadata"].as_object_mut() {
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now));
-        meta.insert("generation".into(), json!(1));
+        if rt.has_generation() {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
@@ -608,13 +628,16 @@ fn prepare_create(rt: &ResourceType, obj: &mut Value, now: &str) {
     }
 }
 
-/// Everything except metadata and status: a change there bumps `generation`.
-fn spec_part(obj: &Value) -> Map<String, Value> {
+/// What a change bumps `generation` for: everything but metadata, and but status where status
+/// is a subresource of its own.
+fn spec_part(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
     obj.as_object()
         .map(|o| {
             o.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion")
+                .filter(|(k, _)| match k.as_str() {
+                    "metadata" | "kind" | "apiVersion" => false,
+                    "status" => !rt.has_status(),
+                    _ => true,
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -662,10 +685,18 @@ fn finish_update(
     validate_labels(rt, &new)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
+    let mut new = to_storage(new, rt);
     if info.sub.as_deref() == Some("status") {
-        // Only .status changes through /status.
+        // Only .status changes through /status, and the managedFields an apply computed.
         let status = new.get("status").cloned();
+        let applied_fields = new
+            .pointer("/metadata/managedFields")
+            .filter(|_| manager.is_none())
+            .cloned();
         new = live.clone();
+        if let Some(fields) = applied_fields {
+            new["metadata"]["managedFields"] = fields;
+        }
         match status {
             Some(s) => new["status"] = s,
             None => {
@@ -707,7 +738,7 @@ fn finish_update(
     }
     controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
-    if spec_part(live) != spec_part(&new) {
+    if rt.has_generation() && spec_part(rt, live) != spec_part(rt, &new) {
         let gen_ = live
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -727,10 +758,15 @@ fn finish_update(
         return Ok(Reply::json(200, present(&new, rt, &info.version)));
     }
     let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
-    let no_finalizers = new
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+    // A namespace is also held by its spec finalizers (`kubernetes`: the namespace controller).
+    let no_finalizers = ["/metadata/finalizers", "/spec/finalizers"]
+        .iter()
+        .filter(|p| p.starts_with("/metadata") || rt.key() == "/namespaces")
+        .all(|p| {
+            new.pointer(p)
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+        });
     let stored = state.put(&rt.key(), new, EventType::Modified);
     if terminating && no_finalizers {
         state.remove(&rt.key(), ns_of(info), &name);
@@ -831,8 +867,13 @@ fn patch_object(
             // The main resource ignores status for kinds with a status subresource.
             o.remove("status");
         }
+        // Events written through events.k8s.io are applied to what that API shows.
+        let live_view = live.as_deref().map(|l| match rt.is_events_view() {
+            true => present(l, rt, &info.version),
+            false => l.clone(),
+        });
         let result = apply::server_side_apply_to(
-            live.as_deref(),
+            live_view.as_ref(),
             &applied,
             &manager,
             subresource,
@@ -848,7 +889,7 @@ fn patch_object(
                 require_namespace(&state, rt, info)?;
                 validate_name(rt, name)?;
                 validate_labels(rt, &result)?;
-                let mut obj = result;
+                let mut obj = to_storage(result, rt);
                 check_identity(rt, info, &mut obj)?;
                 prepare_create(rt, &mut obj, &now);
                 // prepare_create drops status; an apply may not set it on create either.
@@ -867,7 +908,7 @@ fn patch_object(
         };
     }
     let live = live.ok_or_else(|| status::not_found(&rt.group, &rt.plural, name))?;
-    let mut target = (*live).clone();
+    let mut target = present(&live, rt, &info.version);
     match ct.as_str() {
         "application/merge-patch+json" => patch::merge_patch(&mut target, &body),
         "application/json-patch+json" => {
@@ -923,8 +964,17 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
         ApplyError::Invalid(msg) => ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {msg}", rt.kind),
+            format!("{} \"{name}\" is invalid: {msg}", group_kind(rt)),
         ),
+    }
+}
+
+/// `Kind.group` as kube-apiserver names a type in messages (`Kind` for the core group).
+fn group_kind(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.kind.clone()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
     }
 }
 
@@ -1081,7 +1131,7 @@ fn delete_collection(
     info: &RequestInfo,
 ) -> Result<Reply, ApiError> {
     let opts = delete_options(ctx)?;
-    let filter = Filter::from_ctx(ctx, info)?;
+    let filter = Filter::from_ctx(ctx, rt, info)?;
     let mut state = ctx.shared.store.lock();
     let victims: Vec<Arc<Value>> = state
         .list(&rt.key(), info.namespace.as_deref())
@@ -1392,10 +1442,10 @@ fn token_request(ctx: &Ctx, info: &RequestInfo, name: &str) -> Result<Reply, Api
         return Err(status::invalid(
             "authentication.k8s.io",
             "TokenRequest",
-            "",
+            name,
             "FieldValueInvalid",
             "spec.expirationSeconds",
-            "Invalid value: may not specify a duration less than 10 minutes",
+            &format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
         ));
     }
     // A token bound to a Secret dies with it (Pods are not run, so only Secrets are bound).

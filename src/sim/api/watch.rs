@@ -101,7 +101,7 @@ fn expired_line(message: &str) -> Bytes {
 }
 
 pub fn watch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
-    let mut filter = Filter::from_ctx(ctx, info)?;
+    let mut filter = Filter::from_ctx(ctx, rt, info)?;
     if let Some(name) = &info.name {
         // A watch on one object is a watch with a name field selector.
         let by_name =

@@ -45,9 +45,18 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
-    /// `group/plural`: the storage key.
+    /// `group/plural`: the storage key. `events.k8s.io` Events are stored as core Events (one
+    /// store, two views; see `semantics::events`).
     pub fn key(&self) -> String {
+        if self.is_events_view() {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// `events.k8s.io/v1` Events: a converted view of the core Events.
+    pub fn is_events_view(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     pub fn api_version(&self, version: &str) -> String {
@@ -64,6 +73,20 @@ impl ResourceType {
 
     pub fn has_status(&self) -> bool {
         self.subresources.contains(&Sub::Status)
+    }
+
+    /// Whether objects of this type carry `metadata.generation`, as their kube-apiserver
+    /// strategies set it: workloads, PodDisruptionBudgets, networking types, EndpointSlices,
+    /// CRDs and every custom resource; not Services, ConfigMaps, Pods and the like.
+    pub fn has_generation(&self) -> bool {
+        self.from_crd
+            || matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("apps" | "batch" | "networking.k8s.io", _)
+                    | ("policy", "poddisruptionbudgets")
+                    | ("apiextensions.k8s.io", "customresourcedefinitions")
+                    | ("discovery.k8s.io", "endpointslices")
+            )
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
@@ -164,6 +187,43 @@ const BUILTINS: &[B] = &[
     b("", "v1", "Event", "events", true, &["ev"], &[]),
     b("events.k8s.io", "v1", "Event", "events", true, &["ev"], &[]),
     b("", "v1", "Node", "nodes", false, &["no"], &[Sub::Status]),
+    // Stored, not acted on: served so that `kubectl apply --prune`'s default set resolves.
+    b(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        &["pvc"],
+        &[Sub::Status],
+    ),
+    b(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+        &[Sub::Status],
+    ),
+    b(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        &["rc"],
+        &[Sub::Status, Sub::Scale],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        true,
+        &["ing"],
+        &[Sub::Status],
+    ),
     b(
         "apps",
         "v1",
@@ -331,6 +391,7 @@ const GROUP_ORDER: &[&str] = &[
     "rbac.authorization.k8s.io",
     "policy",
     "coordination.k8s.io",
+    "networking.k8s.io",
     "discovery.k8s.io",
     "apiextensions.k8s.io",
 ];
@@ -431,14 +492,13 @@ impl Registry {
             .collect()
     }
 
-    /// Rebuilds the CRD part from the established CRDs in the store.
+    /// Rebuilds the CRD part from the CRDs in the store. A terminating CRD is still served
+    /// (its custom resources must be readable and their finalizers removable); creates are
+    /// refused by the handlers.
     pub fn with_crds<'a>(&self, crds: impl Iterator<Item = &'a Value>) -> Registry {
         let mut types: Vec<Arc<ResourceType>> =
             self.types.iter().filter(|t| !t.from_crd).cloned().collect();
         for crd in crds {
-            if crd.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
             if let Some(t) = from_crd(crd) {
                 if types
                     .iter()

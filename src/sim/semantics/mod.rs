@@ -1,9 +1,11 @@
 //! Request semantics: what the Kubernetes API means, as pure functions over JSON values, with
 //! no I/O and nothing imported from the rest of the simulator (label/field selectors, JSON,
 //! merge and strategic patches, server-side apply, RBAC rules, protobuf encoding, service
-//! account tokens, server-side tables, and `Status` errors).
+//! account tokens, server-side tables, `Status` errors, and the conversion between the two
+//! Event APIs).
 
 pub mod apply;
+pub mod events;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
@@ -11,3 +13,4 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod token;
+pub mod validation;

@@ -164,11 +164,35 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// RFC 6902 JSON patch; atomic (the target is unchanged when an operation fails).
+/// RFC 6902 JSON patch as kube-apiserver applies it; atomic (the target is unchanged when an
+/// operation fails). One deviation from the RFC, which the Go library kube-apiserver uses
+/// makes and clients rely on: a `test` for `null` passes when the member is missing (kube-rs'
+/// `finalizer()` sends `test /metadata/finalizers null` before adding the first finalizer).
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(PatchError::JsonPatchBody)?;
-    json_patch::patch(target, &ops).map_err(PatchError::JsonPatchApply)
+    let missing_is_null = |doc: &Value, op: &json_patch::PatchOperation| match op {
+        json_patch::PatchOperation::Test(t) if t.value.is_null() => {
+            let path = t.path.as_str();
+            let parent = &path[..path.rfind('/').unwrap_or(0)];
+            doc.pointer(path).is_none() && doc.pointer(parent).is_some()
+        }
+        _ => false,
+    };
+    if !ops.0.iter().any(|op| missing_is_null(target, op)) {
+        return json_patch::patch(target, &ops).map_err(PatchError::JsonPatchApply);
+    }
+    // Rare: step through the operations on a copy, since an earlier one may create the member.
+    let mut work = target.clone();
+    for op in ops.0 {
+        if missing_is_null(&work, &op) {
+            continue;
+        }
+        json_patch::patch(&mut work, &json_patch::Patch(vec![op]))
+            .map_err(PatchError::JsonPatchApply)?;
+    }
+    *target = work;
+    Ok(())
 }
 
 /// Strategic merge patch with the merge keys of k8s-api-surface.md §5, chosen by the
@@ -1027,6 +1051,25 @@ pub(crate) mod tests {
             json_patch(&mut v, &json!([{"op":"remove","path":"/nope"}])),
             Err(PatchError::JsonPatchApply(_))
         ));
+    }
+
+    #[test]
+    fn json_patch_test_for_null_passes_on_a_missing_member_only() {
+        let finalize = json!([{"op":"test","path":"/metadata/finalizers","value":null},
+                              {"op":"add","path":"/metadata/finalizers","value":["x/y"]}]);
+        let mut v = json!({"metadata":{"name":"a"}});
+        json_patch(&mut v, &finalize).unwrap();
+        assert_eq!(v, json!({"metadata":{"name":"a","finalizers":["x/y"]}}));
+        // Now present: the same patch fails (a second controller lost the race).
+        assert!(matches!(
+            json_patch(&mut v, &finalize),
+            Err(PatchError::JsonPatchApply(_))
+        ));
+        assert_eq!(v["metadata"]["finalizers"], json!(["x/y"]));
+        // A missing parent is still an error.
+        let mut v = json!({});
+        assert!(json_patch(&mut v, &json!([{"op":"test","path":"/a/b","value":null}])).is_err());
+        assert_eq!(v, json!({}));
     }
 
     /// Outputs of the real Go implementation (`kubectl patch --local --type strategic`,

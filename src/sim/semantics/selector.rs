@@ -608,6 +608,60 @@ impl FieldSelector {
     }
 }
 
+impl FieldSelector {
+    /// The first field label that the type `group/plural` does not support, as kube-apiserver
+    /// refuses it (`field label not supported: ...`).
+    pub fn unsupported_label(&self, group: &str, plural: &str) -> Option<String> {
+        let extra = supported_field_labels(group, plural)?;
+        self.requirements
+            .iter()
+            .map(|r| r.path.join("."))
+            .find(|l| {
+                !matches!(l.as_str(), "metadata.name" | "metadata.namespace")
+                    && !extra.contains(&l.as_str())
+            })
+    }
+}
+
+/// Field labels beyond `metadata.name` and `metadata.namespace` that a type's field-label
+/// conversion accepts (kube-apiserver 1.32); None: not checked (`events.k8s.io` Events).
+fn supported_field_labels(group: &str, plural: &str) -> Option<&'static [&'static str]> {
+    Some(match (group, plural) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "events") => return None,
+        ("", "secrets") => &["type"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "services") => &["spec.clusterIP", "spec.type"],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
+        ("batch", "jobs") => &["status.successful"],
+        _ => &[],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,13 @@ pub fn invalid(
     field: &str,
     cause_message: &str,
 ) -> ApiError {
-    let message = format!("{kind} \"{name}\" is invalid: {field}: {cause_message}");
+    // kube-apiserver names the group kind: `Deployment.apps "web" is invalid`.
+    let shown = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    let message = format!("{shown} \"{name}\" is invalid: {field}: {cause_message}");
     let mut d = details(name, group, kind);
     d["causes"] = json!([{"reason": cause_reason, "message": cause_message, "field": field}]);
     ApiError::new(422, "Invalid", message).with_details(d)

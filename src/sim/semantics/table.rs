@@ -592,10 +592,18 @@ fn builtin_columns(group: &str, resource: &str) -> Vec<Column> {
                 json!(s(o, "/involvedObject/fieldPath"))
             }),
             col("Source", "string", 1, |o, _| {
-                let parts: Vec<&str> = [s(o, "/source/component"), s(o, "/source/host")]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect();
+                // As kube-apiserver's printer: the reporting controller stands in for a source.
+                let either = |a: &str, b: &str| match s(o, a) {
+                    "" => s(o, b),
+                    v => v,
+                };
+                let parts: Vec<&str> = [
+                    either("/source/component", "/reportingComponent"),
+                    either("/source/host", "/reportingInstance"),
+                ]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
                 json!(parts.join(", "))
             }),
             col("Message", "string", 0, |o, _| {

@@ -127,7 +127,8 @@ async fn create_get_conflict_and_missing_paths_answer_like_the_api_server() {
     let path = "/api/v1/namespaces/default/configmaps";
     let (s, created) = post(&sim, path, cm("c")).await;
     assert_eq!(s, StatusCode::CREATED);
-    assert_eq!(created["metadata"]["generation"], 1);
+    // ConfigMaps have no spec/status split, hence no generation (issue 14, point 5).
+    assert_eq!(created["metadata"].get("generation"), None);
     assert!(created["metadata"]["uid"].is_string());
     assert!(created["metadata"]["creationTimestamp"].is_string());
     assert_status(

@@ -3,6 +3,7 @@
 //! `start_sim("west")` gives a running cluster, an admin client and a kubeconfig file.
 
 mod api;
+mod conventions;
 mod kube_rs;
 mod kubectl;
 mod serve;

@@ -12,6 +12,7 @@ use crate::sim::cluster::registry::{self, ResourceType};
 use crate::sim::cluster::store::{State, meta_str};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::token::{self, ServiceAccountClaims};
+use crate::sim::semantics::validation;
 
 /// Admission: defaults and validation before a create (`old` None) or update is stored.
 pub fn admit(
@@ -21,10 +22,14 @@ pub fn admit(
     old: Option<&Value>,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
+    validate(rt, obj)?;
     match rt.key().as_str() {
         "/namespaces" => {
             let name = meta_str(obj, "name").to_string();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if old.is_none() && obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
             if obj.pointer("/status/phase").is_none() {
                 obj["status"] = json!({"phase": "Active"});
             }
@@ -60,6 +65,7 @@ pub fn admit(
     // After defaulting, as kube-apiserver validates updates.
     if let Some(old) = old {
         check_immutable(rt, old, obj)?;
+        check_no_new_finalizers(rt, old, obj)?;
     }
     Ok(())
 }
@@ -102,6 +108,65 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), Ap
     Ok(())
 }
 
+/// Field rules of the built-in types (`semantics::validation`), before any defaulting.
+fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let checked = validation::annotations(obj).and_then(|()| match rt.key().as_str() {
+        "/services" => validation::service(obj),
+        "discovery.k8s.io/endpointslices" => validation::endpoint_slice(obj),
+        "/configmaps" => validation::config_data(obj, false),
+        "/secrets" => validation::config_data(obj, true),
+        _ => Ok(()),
+    });
+    checked.map_err(|e| {
+        status::invalid(
+            &rt.group,
+            &rt.kind,
+            meta_str(obj, "name"),
+            e.reason,
+            &e.field,
+            &e.message,
+        )
+    })
+}
+
+/// An object being deleted may lose finalizers but not gain them.
+fn check_no_new_finalizers(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
+    if old.pointer("/metadata/deletionTimestamp").is_none() {
+        return Ok(());
+    }
+    let list = |o: &Value| -> Vec<String> {
+        o.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = list(old);
+    let added: Vec<String> = list(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .map(|f| format!("{f:?}"))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid(
+        &rt.group,
+        &rt.kind,
+        meta_str(new, "name"),
+        "FieldValueForbidden",
+        "metadata.finalizers",
+        &format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            added.join(", ")
+        ),
+    ))
+}
+
 fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").to_string();
     let Some(t) = registry::from_crd(obj) else {
@@ -140,6 +205,17 @@ fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), 
             "spec.group",
             "Invalid value: the group and plural are served by a built-in type",
         ));
+    }
+    if old.is_none() {
+        let finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == super::CLEANUP_FINALIZER) {
+            let mut fs = finalizers;
+            fs.push(json!(super::CLEANUP_FINALIZER));
+            obj["metadata"]["finalizers"] = json!(fs);
+        }
     }
     let now = now_rfc3339();
     let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));

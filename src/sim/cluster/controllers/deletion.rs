@@ -8,11 +8,18 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Settings;
-use super::gc::{collect_garbage, orphan_dependents};
-use super::namespaces::NamespaceRemoval;
+use super::gc::{FOREGROUND, collect_garbage, finish_foreground, orphan_dependents};
 use crate::sim::cluster::clock::now_rfc3339;
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
+
+/// A namespace whose removal is due once the configured delay has passed (see
+/// `SimConfig::namespace_deletion_delay`); the API layer keeps the timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRemoval {
+    pub name: String,
+    pub uid: String,
+}
 
 /// What a delete did.
 #[derive(Debug)]
@@ -53,6 +60,24 @@ pub fn delete(
     if propagation == Some("Orphan") {
         orphan_dependents(state, meta_str(live, "uid"));
     }
+    if rt.key() == "/namespaces" {
+        if live.pointer("/metadata/deletionTimestamp").is_some() {
+            return Deletion::pending(Arc::new(live.clone()));
+        }
+        let mut obj = live.clone();
+        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        obj["status"]["phase"] = json!("Terminating");
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
+        return Deletion {
+            object: stored,
+            gone: false,
+            later: Some(NamespaceRemoval {
+                name,
+                uid: meta_str(live, "uid").to_string(),
+            }),
+        };
+    }
     if has_finalizers {
         if live.pointer("/metadata/deletionTimestamp").is_some() {
             return Deletion::pending(Arc::new(live.clone()));
@@ -66,33 +91,25 @@ pub fn delete(
     if let Some(pending) = graceful_pod_deletion(settings, state, rt, live, grace) {
         return Deletion::pending(pending);
     }
-    if rt.plural == "namespaces" {
-        if live.pointer("/metadata/deletionTimestamp").is_some() {
-            return Deletion::pending(Arc::new(live.clone()));
-        }
-        let mut obj = live.clone();
-        obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["status"] = json!({"phase": "Terminating"});
-        let stored = state.put(&rt.key(), obj, EventType::Modified);
-        return Deletion {
-            object: stored,
-            gone: false,
-            later: Some(NamespaceRemoval {
-                name,
-                uid: meta_str(live, "uid").to_string(),
-            }),
-        };
-    }
     if propagation == Some("Foreground") {
         // The owner is seen terminating with the foregroundDeletion finalizer while its
-        // dependents go first; then it goes.
+        // dependents go first; dependents that block it (blockOwnerDeletion) and are held by
+        // finalizers keep it until they are gone.
         let mut obj = live.clone();
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        obj["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
-        state.put(&rt.key(), obj, EventType::Modified);
+        obj["metadata"]["finalizers"] = json!([FOREGROUND]);
+        let stored = state.put(&rt.key(), obj, EventType::Modified);
         collect_garbage(state, meta_str(live, "uid"));
+        finish_foreground(state, &rt.key(), &stored);
+        return match state.get(&rt.key(), &ns, &name) {
+            Some(still) => Deletion::pending(still),
+            None => Deletion {
+                object: stored,
+                gone: true,
+                later: None,
+            },
+        };
     }
     let object = state
         .remove(&rt.key(), &ns, &name)

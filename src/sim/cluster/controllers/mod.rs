@@ -8,6 +8,7 @@
 //! (`namespaces::NamespaceRemoval`) for the caller to schedule.
 
 mod admission;
+mod crds;
 mod deletion;
 mod gc;
 mod namespaces;
@@ -18,7 +19,7 @@ mod workloads;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -31,8 +32,9 @@ use crate::sim::semantics::rbac;
 use crate::sim::semantics::token::TokenSigner;
 
 pub use admission::admit;
-pub use deletion::{Deletion, delete};
-pub use namespaces::{NamespaceRemoval, finish_namespace_removal};
+pub use crds::{CLEANUP_FINALIZER, CRDS};
+pub use deletion::{Deletion, NamespaceRemoval, delete};
+pub use namespaces::finish_namespace_removal;
 
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 pub const SLICE_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
@@ -149,15 +151,36 @@ pub fn run(settings: &Settings, state: &mut State) {
         }
         let mut crds_changed = false;
         let mut endpoints: BTreeMap<(String, String), ()> = BTreeMap::new();
+        // Terminating namespaces and CRDs to look at again once this round's deletions are in.
+        let mut finalizing_namespaces = BTreeSet::new();
+        let mut cleaning_crds = BTreeSet::new();
         for ev in &events {
+            if ev.etype == EventType::Deleted {
+                if !ev.namespace.is_empty() && namespaces::is_finalizing(state, &ev.namespace) {
+                    finalizing_namespaces.insert(ev.namespace.clone());
+                }
+                if let Some(crd) = state
+                    .registry
+                    .types
+                    .iter()
+                    .find(|t| t.from_crd && t.key() == ev.key)
+                {
+                    let name = format!("{}.{}", crd.plural, crd.group);
+                    if crds::is_cleaning_up(state, &name) {
+                        cleaning_crds.insert(name);
+                    }
+                }
+            }
             match ev.key.as_str() {
                 "/namespaces" => namespaces::on_namespace(settings, state, ev),
                 "apiextensions.k8s.io/customresourcedefinitions" => {
                     crds_changed = true;
-                    if ev.etype == EventType::Deleted
-                        && let Some(t) = registry::from_crd(&ev.object)
-                    {
-                        namespaces::delete_all(state, &t.key(), None);
+                    if ev.etype == EventType::Deleted {
+                        if let Some(t) = registry::from_crd(&ev.object) {
+                            namespaces::delete_all(state, &t.key(), None);
+                        }
+                    } else if ev.object.pointer("/metadata/deletionTimestamp").is_some() {
+                        cleaning_crds.insert(meta_str(&ev.object, "name").to_string());
                     }
                 }
                 "/services" => {
@@ -178,7 +201,15 @@ pub fn run(settings: &Settings, state: &mut State) {
                 "apps/deployments" if settings.node.is_none() => {
                     workloads::on_deployment_without_node(state, ev)
                 }
-                "/serviceaccounts" => tokens::on_service_account(settings, state, ev),
+                "/serviceaccounts" => {
+                    tokens::on_service_account(settings, state, ev);
+                    if meta_str(&ev.object, "name") == "default" {
+                        namespaces::ensure_defaults(settings, state, &ev.namespace);
+                    }
+                }
+                "/configmaps" if meta_str(&ev.object, "name") == ROOT_CA_CONFIGMAP => {
+                    namespaces::ensure_defaults(settings, state, &ev.namespace);
+                }
                 _ => {}
             }
             if let Some(node) = &settings.node {
@@ -186,7 +217,16 @@ pub fn run(settings: &Settings, state: &mut State) {
             }
             if ev.etype == EventType::Deleted {
                 gc::collect_garbage(state, meta_str(&ev.object, "uid"));
+                gc::release_owners(state, &ev.object);
+            } else {
+                gc::collect_dangling(state, &ev.object, ev.old.as_deref());
             }
+        }
+        for ns in &finalizing_namespaces {
+            namespaces::sync_terminating(settings, state, ns);
+        }
+        for crd in &cleaning_crds {
+            crds::clean_up(settings, state, crd);
         }
         if crds_changed {
             rebuild_registry(state);

@@ -176,6 +176,11 @@ pub(super) fn reconcile_slices(state: &mut State, ns: &str, svc_name: &str) {
     slice["ports"] = json!(ports);
     if slice != before || slice.pointer("/metadata/resourceVersion").is_none() {
         let etype = if before.pointer("/metadata/resourceVersion").is_some() {
+            let generation = slice
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            slice["metadata"]["generation"] = json!(generation + 1);
             EventType::Modified
         } else {
             EventType::Added

@@ -131,17 +131,17 @@ fn services_get_cluster_ips_and_defaults_or_the_api_servers_errors() {
         },
         Case {
             name: "kubernetes-ip",
-            spec: json!({"clusterIP": "127.10.0.1"}),
+            spec: json!({"clusterIP": "127.10.0.1", "ports": port}),
             want: Err("provided IP is already allocated"),
         },
         Case {
             name: "outside",
-            spec: json!({"clusterIP": "10.0.0.1"}),
+            spec: json!({"clusterIP": "10.0.0.1", "ports": port}),
             want: Err("provided IP is not in the valid range"),
         },
         Case {
             name: "garbage",
-            spec: json!({"clusterIP": "ten"}),
+            spec: json!({"clusterIP": "ten", "ports": port}),
             want: Err("must be a valid IP address"),
         },
         Case {
@@ -151,7 +151,7 @@ fn services_get_cluster_ips_and_defaults_or_the_api_servers_errors() {
         },
         Case {
             name: "after-headless",
-            spec: json!({}),
+            spec: json!({"ports": port}),
             want: Ok("127.10.0.4"),
         },
         Case {
@@ -206,7 +206,10 @@ fn services_get_cluster_ips_and_defaults_or_the_api_servers_errors() {
         &mut state,
         "",
         "services",
-        service("again", json!({"clusterIP": "127.10.3.4"})),
+        service(
+            "again",
+            json!({"clusterIP": "127.10.3.4", "ports": [{"port": 80}]}),
+        ),
     )
     .unwrap();
     assert_eq!(again["spec"]["clusterIP"], "127.10.3.4");

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod demo;
 pub mod gateway;
 pub mod identity;
 pub mod k8s;

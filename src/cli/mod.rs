@@ -4,6 +4,7 @@
 
 mod check;
 mod completions;
+mod demo;
 mod export;
 mod gateway;
 mod gateways;
@@ -72,6 +73,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Gateways of linked clusters: `mc gateways stat`.
     Gateways(gateways::GatewaysArgs),
+    /// Run the seed scenario on two simulated clusters: split, failover, recovery.
+    Demo(demo::DemoArgs),
     /// Run simulated Kubernetes API servers (for tests, demos and trying mc without a cluster).
     Sim(sim::SimArgs),
 }
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(args),
         Command::Check(args) => check::run(args, cli.client),
         Command::Gateways(args) => gateways::run(args, cli.client),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -40,6 +40,14 @@ impl Progress {
         }
     }
 
+    /// Text kept on screen as it is (several lines allowed), above the spinner.
+    pub fn text(&self, msg: impl AsRef<str>) {
+        match &self.spinner {
+            Some(bar) => bar.println(msg.as_ref().trim_end()),
+            None => eprintln!("{}", msg.as_ref().trim_end()),
+        }
+    }
+
     /// A problem worth keeping on screen, that does not stop the command.
     pub fn warn(&self, msg: impl AsRef<str>) {
         match &self.spinner {

@@ -17,6 +17,31 @@ pub struct Tables {
     pub listeners: BTreeMap<u16, Listener>,
     /// Peer gateways, keyed by target cluster name (the `Link` name).
     pub peers: BTreeMap<String, Peer>,
+    /// TrafficSplit listeners, keyed by local port: each connection goes to one backend.
+    pub splits: BTreeMap<u16, SplitRoute>,
+}
+
+/// One apex port of a TrafficSplit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRoute {
+    /// `namespace/name` of the TrafficSplit (logs).
+    pub split: String,
+    pub backends: Vec<SplitBackend>,
+}
+
+/// A backend with its effective weight (from the split's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitBackend {
+    pub service: String,
+    pub weight: u32,
+    pub target: SplitTarget,
+}
+
+/// How a split backend is reached: a local Service directly, a mirror through its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitTarget {
+    Direct(SocketAddr),
+    Tunnel(Listener),
 }
 
 #[derive(Debug, Clone, PartialEq)]

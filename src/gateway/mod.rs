@@ -29,6 +29,7 @@ pub mod outbound;
 pub mod pending;
 pub mod source_kube;
 pub mod source_static;
+pub mod split;
 pub mod tls;
 pub mod tunnel;
 

@@ -3,6 +3,7 @@
 //! ```text
 //! tables ─▶ manage: one TCP listener per allocated port, one pool per peer
 //! accept on port P ─▶ route = tables.listeners[P] ─▶ pools[route.peer].open(route.authority)
+//!                  └▶ or a split: tables.splits[P] ─▶ backend by weight (split.rs) ─▶ dial or open
 //!   pool: one mTLS HTTP/2 connection (identity = Link's gatewayIdentity), reconnect w/ backoff
 //!   ─▶ CONNECT stream, 200 ─▶ splice(client, stream)
 //! ```
@@ -34,6 +35,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A connection that dies sooner than this counts as a failed attempt (backoff grows).
 const HEALTHY_AFTER: Duration = Duration::from_secs(2);
+/// A nudged pool retries after this, so that a stream of nudges is at most 4 attempts a second.
+const NUDGE_DELAY: Duration = Duration::from_millis(250);
 /// Retry listeners that failed to bind (port still held by a previous process, ...).
 const BIND_RETRY: Duration = Duration::from_secs(5);
 
@@ -107,6 +110,8 @@ pub struct PeerPool {
     /// Drops the pool's connection and so resets its tunnels (the Link was deleted or now names
     /// another identity). A pool replaced for a new address only lets its tunnels finish.
     cut: CancellationToken,
+    /// Cuts a back-off short (see [`PeerPool::nudge`]).
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 impl PeerPool {
@@ -116,14 +121,18 @@ impl PeerPool {
         let cut = shared.hard.child_token();
         let owner = shared.metrics.claim_pool_state(name);
         let admission = Admission::new(shared.settings.max_streams_per_peer as usize);
+        let nudge = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(maintain(
             owner,
             name.to_owned(),
             peer.clone(),
             tx,
             shared,
-            cancel.clone(),
-            cut.clone(),
+            Controls {
+                cancel: cancel.clone(),
+                cut: cut.clone(),
+                nudge: nudge.clone(),
+            },
         ));
         Arc::new(Self {
             admission,
@@ -132,7 +141,15 @@ impl PeerPool {
             state: rx,
             cancel,
             cut,
+            nudge,
         })
+    }
+
+    /// Asks a pool that is backing off to try again soon (after [`NUDGE_DELAY`], never sooner):
+    /// a split sends this when the mirror controller's probe says the peer is alive again, so
+    /// that traffic returns with the probe instead of after a back-off of up to 10 s.
+    fn nudge(&self) {
+        self.nudge.notify_waiters();
     }
 
     /// Opens a CONNECT stream to `authority` on the pooled connection.
@@ -140,10 +157,20 @@ impl PeerPool {
         &self,
         authority: &str,
     ) -> Result<(SendStream<Bytes>, RecvStream), OpenError> {
+        self.open_with(authority, false).await
+    }
+
+    /// `open`, but with `fail_fast` a pool that is backing off fails the stream at once instead
+    /// of waiting for it (a split has other backends to try).
+    async fn open_with(
+        &self,
+        authority: &str,
+        fail_fast: bool,
+    ) -> Result<(SendStream<Bytes>, RecvStream), OpenError> {
         // One retry: the connection may die between our look at the state and the request.
         let mut last_err = None;
         for _ in 0..2 {
-            let sender = self.ready_sender().await?;
+            let sender = self.ready_sender(fail_fast).await?;
             let req = match Request::builder()
                 .method(Method::CONNECT)
                 .uri(authority)
@@ -195,14 +222,27 @@ impl PeerPool {
         })
     }
 
-    async fn ready_sender(&self) -> Result<SendRequest<Bytes>, OpenError> {
+    /// The last attempt to connect failed (or the pool is gone): a split tries others first.
+    fn is_failing(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            PoolState::Backoff(_) | PoolState::Closed
+        )
+    }
+
+    async fn ready_sender(&self, fail_fast: bool) -> Result<SendRequest<Bytes>, OpenError> {
         let mut rx = self.state.clone();
         let mut last: Arc<str> = "connecting".into();
         let wait = async {
             loop {
                 match &*rx.borrow_and_update() {
                     PoolState::Ready(s) => return Some(s.clone()),
-                    PoolState::Backoff(e) => last = e.clone(),
+                    PoolState::Backoff(e) => {
+                        last = e.clone();
+                        if fail_fast {
+                            return None;
+                        }
+                    }
                     PoolState::Closed => return None,
                     _ => {}
                 }
@@ -221,6 +261,13 @@ impl PeerPool {
     }
 }
 
+/// How a [`PeerPool`] steers its reconnect loop.
+struct Controls {
+    cancel: CancellationToken,
+    cut: CancellationToken,
+    nudge: Arc<tokio::sync::Notify>,
+}
+
 /// Keeps one connection to the peer up: connect, serve until it breaks, back off, repeat.
 async fn maintain(
     owner: u64,
@@ -228,9 +275,9 @@ async fn maintain(
     peer: Peer,
     state: watch::Sender<PoolState>,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
-    cut: CancellationToken,
+    controls: Controls,
 ) {
+    let Controls { cancel, cut, nudge } = controls;
     let metrics = &shared.metrics;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
@@ -313,9 +360,14 @@ async fn maintain(
         let delay = backoff.next_delay();
         state.send_replace(PoolState::Backoff(failure.into()));
         metrics.set_pool_state(&name, owner, "backoff");
+        let nudged = async {
+            nudge.notified().await;
+            tokio::time::sleep(NUDGE_DELAY).await;
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
+            _ = nudged => tracing::debug!(peer = %name, "back-off cut short: a split expects this peer"),
         }
     }
     state.send_replace(PoolState::Closed);
@@ -445,7 +497,12 @@ pub(crate) async fn manage(shared: Arc<Shared>) {
         }
         pools_tx.send_replace(Arc::new(next));
 
-        let wanted: HashSet<u16> = tables.listeners.keys().copied().collect();
+        let wanted: HashSet<u16> = tables
+            .listeners
+            .keys()
+            .chain(tables.splits.keys())
+            .copied()
+            .collect();
         listeners.retain(|port, token| {
             let keep = wanted.contains(port);
             if !keep {
@@ -525,7 +582,16 @@ async fn client(tcp: TcpStream, port: u16, shared: Arc<Shared>, pools: watch::Re
         shared.metrics.reset(OUTBOUND, result);
         super::tunnel::reset_tcp(tcp);
     };
-    let route = shared.tables.borrow().listeners.get(&port).cloned();
+    let (route, split) = {
+        let tables = shared.tables.borrow();
+        (
+            tables.listeners.get(&port).cloned(),
+            tables.splits.get(&port).cloned(),
+        )
+    };
+    if let (None, Some(split)) = (&route, split) {
+        return split_client(tcp, port, split, shared.clone(), pools).await;
+    }
     let Some(route) = route else {
         // A listener outlives its mirror briefly (tables changed since the accept).
         if let Some(suppressed) = shared.logs.allow("no_route") {
@@ -618,4 +684,104 @@ async fn client_gone(tcp: &TcpStream) {
         Ok(0) | Err(_) => {}
         Ok(_) => std::future::pending().await,
     }
+}
+
+/// A connection on a TrafficSplit port: backends in weighted order until one answers.
+async fn split_client(
+    tcp: TcpStream,
+    port: u16,
+    split: super::config::SplitRoute,
+    shared: Arc<Shared>,
+    pools: watch::Receiver<Pools>,
+) {
+    use super::config::SplitTarget;
+    let pools = pools.borrow().clone();
+    let weights: Vec<u32> = split.backends.iter().map(|b| b.weight).collect();
+    let up = |i: usize| match &split.backends[i].target {
+        SplitTarget::Direct(_) => true,
+        SplitTarget::Tunnel(l) => pools.get(&l.peer).is_some_and(|p| {
+            let failing = p.is_failing();
+            // Weight above 0: the controller's probe reaches the peer now; so may we.
+            if failing && split.backends[i].weight > 0 {
+                p.nudge();
+            }
+            !failing
+        }),
+    };
+    let mut order = super::split::order(&weights, up, &mut rand::rng());
+    if order.is_empty() {
+        // Every backend in the tables is down: the peers we cannot reach are still worth a try
+        // (a pool that is backing off may be back), rather than refusing while one might answer.
+        order = super::split::order(&weights, |_| true, &mut rand::rng());
+    }
+    let side = &shared.metrics.outbound;
+    for i in order {
+        let backend = &split.backends[i];
+        match &backend.target {
+            SplitTarget::Direct(addr) => {
+                let dialed =
+                    tokio::time::timeout(super::DIAL_TIMEOUT, TcpStream::connect(addr)).await;
+                let Ok(Ok(mut server)) = dialed else {
+                    tracing::info!(port, split = %split.split, backend = %backend.service, %addr, "split backend did not answer; trying the next");
+                    continue;
+                };
+                let _ = server.set_nodelay(true);
+                side.ok.inc();
+                side.open.inc();
+                let mut tcp = tcp;
+                // TCP to TCP, in this cluster: a FIN or an RST on one side reaches the other as
+                // the kernel reports it, as with kube-proxy; no HTTP/2 mapping to get right.
+                tokio::select! {
+                    r = tokio::io::copy_bidirectional(&mut tcp, &mut server) => {
+                        if let Ok((up, down)) = r {
+                            side.add_bytes(up, down);
+                        }
+                    }
+                    _ = shared.hard.cancelled() => {}
+                }
+                side.open.dec();
+            }
+            SplitTarget::Tunnel(route) => {
+                let Some(pool) = pools.get(&route.peer).cloned() else {
+                    continue;
+                };
+                let Ok(_slot) = admit(&pool, &route.authority, &tcp, &shared).await else {
+                    continue;
+                };
+                let opened = tokio::select! {
+                    o = pool.open_with(&route.authority, true) => o,
+                    _ = shared.hard.cancelled() => return super::tunnel::reset_tcp(tcp),
+                };
+                let (send, recv) = match opened {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(port, split = %split.split, backend = %backend.service, error = %e, "split backend did not answer; trying the next");
+                        continue;
+                    }
+                };
+                side.ok.inc();
+                side.open.inc();
+                let o = super::tunnel::splice(
+                    tcp,
+                    send,
+                    recv,
+                    shared.settings.idle_timeout,
+                    &shared.hard,
+                )
+                .await;
+                side.open.dec();
+                side.add_bytes(o.from_tcp, o.from_h2);
+                if let Err(cause) = o.result {
+                    shared.metrics.reset(OUTBOUND, cause.label());
+                }
+            }
+        }
+        return;
+    }
+    shared.metrics.stream(OUTBOUND, "no_backend");
+    shared.metrics.reset(OUTBOUND, "no_backend");
+    if let Some(suppressed) = shared.logs.allow("no_backend") {
+        tracing::info!(port, split = %split.split, suppressed, "no backend of the split is up; resetting the connection");
+    }
+    super::tunnel::reset_tcp(tcp);
 }

@@ -1,11 +1,13 @@
-//! Tables from the Kubernetes API: watches Services (exports and mirrors, all namespaces) and
-//! `Link`s (peers, the gateway's namespace), keeps a compact index with synchronous
-//! `apply`/`delete`/`relist`, and republishes the derived [`Tables`] on every change.
+//! Tables from the Kubernetes API: watches Services (exports and mirrors, all namespaces),
+//! `Link`s (peers, the gateway's namespace) and `TrafficSplit`s (all namespaces), keeps a compact
+//! index with synchronous `apply`/`delete`/`relist`, and republishes the derived [`Tables`] on
+//! every change.
 //!
 //! ```text
 //! watch Services ──┐                        ┌─▶ services (exported? ClusterIP:port)
 //!                  ├─▶ KubeIndex ─▶ tables()├─▶ listeners (mirror gateway-ports -> authority)
-//! watch Links ─────┘   (pure)               └─▶ peers (gatewayAddresses[0]:gatewayPort, identity)
+//! watch Links ─────┤   (pure)               ├─▶ peers (gatewayAddresses[0]:gatewayPort, identity)
+//! watch splits ────┘                        └─▶ splits (status ports -> weighted backends)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,13 +20,15 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Listener, Peer, ServiceEntry, Tables, remote_authority};
+use super::config::{
+    Listener, Peer, ServiceEntry, SplitBackend, SplitRoute, SplitTarget, Tables, remote_authority,
+};
 use super::identity::{GatewayName, IssuerMaterial};
 use super::{MaterialError, MaterialSource, TableFeed};
 use crate::k8s::config::{ISSUER_KEY_CERT, ISSUER_KEY_KEY};
 use crate::k8s::{
     ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_SERVICE, CONFIG_MAP, ConfigMap, ISSUER_SECRET,
-    LABEL_EXPORTED, LABEL_MIRROR_OF, Link, McConfig, McConfigError, Secret, Service,
+    LABEL_EXPORTED, LABEL_MIRROR_OF, Link, McConfig, McConfigError, Secret, Service, TrafficSplit,
 };
 use crate::runtime::watch::{Index, drive};
 
@@ -143,11 +147,39 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The watched state, keyed by namespace/name (Services) and name (Links). Pure.
+/// What the gateway keeps of a TrafficSplit: its status, which the mirror controller decides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SplitRecord {
+    /// (apex port, outbound gateway port).
+    pub ports: Vec<(u16, u16)>,
+    /// (backend Service, effective weight).
+    pub backends: Vec<(String, u32)>,
+}
+
+pub fn split_record(t: &TrafficSplit) -> SplitRecord {
+    let Some(status) = &t.status else {
+        return SplitRecord::default();
+    };
+    SplitRecord {
+        ports: status
+            .ports
+            .iter()
+            .map(|p| (p.port, p.gateway_port))
+            .collect(),
+        backends: status
+            .backends
+            .iter()
+            .map(|b| (b.service.clone(), b.effective_weight))
+            .collect(),
+    }
+}
+
+/// The watched state, keyed by namespace/name (Services, splits) and name (Links). Pure.
 #[derive(Debug, Default, Clone)]
 pub struct KubeIndex {
     services: BTreeMap<(String, String), SvcRecord>,
     links: BTreeMap<String, LinkRecord>,
+    splits: BTreeMap<(String, String), SplitRecord>,
 }
 
 impl KubeIndex {
@@ -211,7 +243,58 @@ impl KubeIndex {
                 t.peers.insert(name.clone(), peer.clone());
             }
         }
+        for ((ns, name), split) in &self.splits {
+            for (apex_port, local) in &split.ports {
+                if t.listeners.contains_key(local) || t.splits.contains_key(local) {
+                    tracing::warn!(port = local, split = %format!("{ns}/{name}"), "a TrafficSplit's outbound port is taken; ignoring it");
+                    continue;
+                }
+                let backends = split
+                    .backends
+                    .iter()
+                    .filter_map(|(service, weight)| {
+                        Some(SplitBackend {
+                            service: service.clone(),
+                            weight: *weight,
+                            target: self.split_target(ns, service, *apex_port)?,
+                        })
+                    })
+                    .collect();
+                t.splits.insert(
+                    *local,
+                    SplitRoute {
+                        split: format!("{ns}/{name}"),
+                        backends,
+                    },
+                );
+            }
+        }
         t
+    }
+
+    /// Where a split backend's port leads: a mirror's peer and authority (no second hop through
+    /// this gateway's own listener), or a local Service's ClusterIP.
+    fn split_target(&self, ns: &str, service: &str, port: u16) -> Option<SplitTarget> {
+        let rec = self.services.get(&(ns.to_owned(), service.to_owned()))?;
+        match &rec.mirror {
+            Some(m) => {
+                m.ports.get(&port)?;
+                let domain = self
+                    .links
+                    .get(&m.target)
+                    .map_or("cluster.local", |l| l.cluster_domain.as_str());
+                Some(SplitTarget::Tunnel(Listener {
+                    peer: m.target.clone(),
+                    authority: remote_authority(&m.remote_name, &m.remote_namespace, domain, port),
+                }))
+            }
+            None => rec
+                .entry
+                .backends
+                .get(&port)
+                .copied()
+                .map(SplitTarget::Direct),
+        }
     }
 }
 
@@ -333,7 +416,33 @@ impl Index<Link> for KubeIndex {
     }
 }
 
-/// Starts the watches; the feed is `synced` once both have listed everything once.
+impl Index<TrafficSplit> for KubeIndex {
+    fn apply(&mut self, t: TrafficSplit) {
+        self.splits.insert(
+            (t.namespace().unwrap_or_default(), t.name_any()),
+            split_record(&t),
+        );
+    }
+    fn delete(&mut self, t: TrafficSplit) {
+        self.splits
+            .remove(&(t.namespace().unwrap_or_default(), t.name_any()));
+    }
+    fn reset(&mut self, all: Vec<TrafficSplit>) {
+        self.splits = all
+            .iter()
+            .map(|t| {
+                (
+                    (t.namespace().unwrap_or_default(), t.name_any()),
+                    split_record(t),
+                )
+            })
+            .collect();
+    }
+}
+
+/// Starts the watches; the feed is `synced` once Services and Links have listed everything
+/// once. Splits do not gate readiness: an install without the TrafficSplit CRD still routes
+/// mirrors (the splits watch logs and retries).
 pub fn spawn(client: Client, namespace: &str, stop: CancellationToken) -> TableFeed {
     let (tables_tx, tables) = watch::channel(Arc::new(Tables::default()));
     let (synced_tx, synced) = watch::channel(false);
@@ -371,10 +480,19 @@ pub fn spawn(client: Client, namespace: &str, stop: CancellationToken) -> TableF
     )
     .default_backoff();
     let links = watcher(
-        Api::<Link>::namespaced(client, namespace),
+        Api::<Link>::namespaced(client.clone(), namespace),
         watcher::Config::default(),
     )
     .default_backoff();
+    let splits =
+        watcher(Api::<TrafficSplit>::all(client), watcher::Config::default()).default_backoff();
+    tokio::spawn(drive(
+        "trafficsplits",
+        splits,
+        index.clone(),
+        stop.clone(),
+        publish(0),
+    ));
     tokio::spawn(drive(
         "services",
         services,
@@ -517,6 +635,70 @@ mod tests {
             "backend.default.svc.west.example:9090"
         );
         assert_eq!(t.peers["west"].address, "203.0.113.7:4143");
+    }
+
+    fn split(weights: &[(&str, u32)], ports: &[(u16, u16)]) -> SplitRecord {
+        SplitRecord {
+            ports: ports.to_vec(),
+            backends: weights.iter().map(|(s, w)| (s.to_string(), *w)).collect(),
+        }
+    }
+
+    #[test]
+    fn split_ports_route_local_backends_directly_and_mirrors_through_their_peer() {
+        let mut idx = KubeIndex::default();
+        let local = mk_service("default", "backend-svc", "10.1.0.3", &[8080]);
+        idx.apply_service("default", "backend-svc", record_of(&local));
+        let m = mirror(
+            mk_service("default", "backend-svc-west", "10.1.0.4", &[8080]),
+            "west",
+            "default/backend-svc",
+            r#"{"8080":10000}"#,
+        );
+        idx.apply_service("default", "backend-svc-west", record_of(&m));
+        idx.apply_link("west", mk_link("cluster.local"));
+        idx.splits.insert(
+            ("default".into(), "backend".into()),
+            split(
+                &[("backend-svc", 50), ("backend-svc-west", 0), ("gone", 10)],
+                &[(8080, 10001)],
+            ),
+        );
+        let t = idx.tables();
+        let route = &t.splits[&10001];
+        assert_eq!(route.split, "default/backend");
+        // A backend the gateway cannot resolve is left out; weights are the status's.
+        assert_eq!(
+            route.backends,
+            vec![
+                SplitBackend {
+                    service: "backend-svc".into(),
+                    weight: 50,
+                    target: SplitTarget::Direct("10.1.0.3:8080".parse().unwrap()),
+                },
+                SplitBackend {
+                    service: "backend-svc-west".into(),
+                    weight: 0,
+                    target: SplitTarget::Tunnel(Listener {
+                        peer: "west".into(),
+                        authority: "backend-svc.default.svc.cluster.local:8080".into(),
+                    }),
+                },
+            ]
+        );
+        // The mirror keeps its own listener; a split claiming a mirror's port is ignored.
+        assert!(t.listeners.contains_key(&10000));
+        idx.splits.insert(
+            ("default".into(), "clash".into()),
+            split(&[("backend-svc", 1)], &[(8080, 10000)]),
+        );
+        assert!(!idx.tables().splits.contains_key(&10000));
+    }
+
+    #[test]
+    fn a_split_without_status_routes_nothing() {
+        let t = TrafficSplit::new("backend", Default::default());
+        assert_eq!(split_record(&t), SplitRecord::default());
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! Facade for Kubernetes: the types mc uses, label, annotation and object names, the typed
-//! `mc-config`, the `Link` CRD (the Rust type is the source of the rendered YAML) and the one
+//! `mc-config`, the `Link` and `TrafficSplit` CRDs (the Rust type is the source of the rendered YAML) and the one
 //! DNS-1123 validator. No I/O.
 
 pub mod config;
 pub mod link;
 pub mod names;
+pub mod split;
 
 pub use config::{McConfig, McConfigError};
 pub use link::{Link, LinkSpec, LinkStatus};
+pub use split::{TrafficSplit, TrafficSplitSpec, TrafficSplitStatus};
 
 // The Kubernetes types mc uses, from one place.
 pub use k8s_openapi::api::apps::v1::Deployment;
 pub use k8s_openapi::api::coordination::v1::Lease;
 pub use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, Event, Namespace, Pod, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 pub use k8s_openapi::api::discovery::v1::{
     Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
@@ -60,6 +62,10 @@ pub const LINK_SECRET_KEY: &str = "kubeconfig";
 /// itself (`endpointslice-controller.k8s.io`).
 pub const LABEL_SLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 pub const SLICE_MANAGER: &str = "mirror.mc.dev";
+/// `managed-by` value on the EndpointSlices of TrafficSplit apex Services.
+pub const SPLIT_SLICE_MANAGER: &str = "split.mc.dev";
+/// Label on an apex Service mc created for a TrafficSplit (value: the split's name).
+pub const LABEL_SPLIT_OF: &str = "mc.dev/split-of";
 /// Label `kubernetes.io/service-name` of an EndpointSlice: the Service it belongs to.
 pub const LABEL_SLICE_SERVICE: &str = "kubernetes.io/service-name";
 

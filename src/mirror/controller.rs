@@ -19,16 +19,18 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::{LinkLabel, Metrics};
-use super::observe::{GatewaySlice, LocalIndex, MirrorSlice};
+use super::observe::{GatewaySlice, LocalIndex, MirrorSlice, SplitSlice};
 use super::plan::{Action, LinkState, Observed, PlanSettings, plan};
 use super::probe::ProbeState;
 use super::remote::{Remote, client_from_kubeconfig};
+use super::split::{SplitObserved, SplitPlan, SplitState, plan_splits};
 use super::status::{RemoteHealth, Transition, differs_beyond_probe_figures, link_status};
 use super::{MirrorConfig, MirrorError, now_rfc3339};
 use crate::k8s::link::LinkStatus;
 use crate::k8s::{
     EndpointSlice, Event, FIELD_MANAGER, GATEWAY_NAME, LABEL_SLICE_MANAGED_BY, LABEL_SLICE_SERVICE,
-    LINK_FINALIZER, LINK_SECRET_KEY, Link, Namespace, ObjectMeta, SLICE_MANAGER, Secret, Service,
+    LINK_FINALIZER, LINK_SECRET_KEY, Link, Namespace, ObjectMeta, SLICE_MANAGER,
+    SPLIT_SLICE_MANAGER, Secret, Service, TrafficSplit,
 };
 use crate::runtime::backoff::Backoff;
 use crate::runtime::watch::drive;
@@ -74,6 +76,8 @@ struct Synced {
     slices: AtomicBool,
     gateway: AtomicBool,
     namespaces: AtomicBool,
+    splits: AtomicBool,
+    split_slices: AtomicBool,
 }
 
 impl Synced {
@@ -84,6 +88,8 @@ impl Synced {
             &self.slices,
             &self.gateway,
             &self.namespaces,
+            &self.splits,
+            &self.split_slices,
         ]
         .iter()
         .all(|f| f.load(Ordering::SeqCst))
@@ -168,6 +174,21 @@ impl Controller {
             watcher(Api::<Namespace>::all(client.clone()), cfg()).default_backoff(),
             namespaces
         );
+        watch_into!(
+            "trafficsplits",
+            watcher(Api::<TrafficSplit>::all(client.clone()), cfg()).default_backoff(),
+            splits
+        );
+        watch_into!(
+            "split endpointslices",
+            watcher(
+                Api::<EndpointSlice>::all(client.clone()),
+                cfg().labels(&format!("{LABEL_SLICE_MANAGED_BY}={SPLIT_SLICE_MANAGER}")),
+            )
+            .default_backoff()
+            .map(|r| r.map(|ev| map_event(ev, SplitSlice))),
+            split_slices
+        );
 
         let (leading, election) =
             super::leader::spawn(client.clone(), &ns, config.identity.clone(), stop.clone());
@@ -210,6 +231,8 @@ impl Controller {
                     slices: idx.slices.clone(),
                     namespaces: idx.namespaces.clone(),
                     gateway: idx.gateway_endpoints(),
+                    splits: idx.splits.values().cloned().collect(),
+                    split_slices: idx.split_slices.clone(),
                 }
             };
             sync_links(
@@ -223,6 +246,7 @@ impl Controller {
             .await;
             let observed = observe(&snapshot, &links);
             let p = plan(&observed, &settings);
+            let (split_observed, split_plan) = plan_splits_of(&snapshot, &observed, &p, &settings);
             metrics.reconciles.inc();
             if !is_leader {
                 continue;
@@ -235,6 +259,7 @@ impl Controller {
                     tracing::warn!(action = action_kind(action), error = %e, "action failed; will retry");
                 }
             }
+            failed |= !exec.perform_splits(&split_plan, &split_observed).await;
             for link in &snapshot.links {
                 let name = link.name_any();
                 let Some(rt) = links.get_mut(&name) else {
@@ -320,6 +345,48 @@ struct Snapshot {
     slices: BTreeMap<(String, String), super::plan::LocalSlice>,
     namespaces: std::collections::BTreeSet<String>,
     gateway: Vec<String>,
+    splits: Vec<TrafficSplit>,
+    split_slices: BTreeMap<(String, String), super::plan::LocalSlice>,
+}
+
+/// The TrafficSplit plan of this pass, after the mirror plan (whose ports it allocates around),
+/// and the observed state its writes are executed against.
+fn plan_splits_of(
+    s: &Snapshot,
+    observed: &Observed,
+    mirror_plan: &super::plan::Plan,
+    settings: &PlanSettings,
+) -> (Observed, SplitPlan) {
+    let input = SplitObserved {
+        splits: s
+            .splits
+            .iter()
+            .map(|t| SplitState {
+                namespace: t.namespace().unwrap_or_default(),
+                name: t.name_any(),
+                generation: t.metadata.generation,
+                spec: t.spec.clone(),
+                status: t.status.clone(),
+            })
+            .collect(),
+        services: s.services.clone(),
+        slices: s.split_slices.clone(),
+        links: observed
+            .links
+            .iter()
+            .filter(|l| !l.deleting)
+            .map(|l| (l.target.clone(), l.gateway_alive))
+            .collect(),
+        gateway_endpoints: s.gateway.clone(),
+        mirror_ports: mirror_plan.ports.clone(),
+        port_range: settings.port_range,
+    };
+    let against = Observed {
+        services: s.services.clone(),
+        slices: s.split_slices.clone(),
+        ..Default::default()
+    };
+    (against, plan_splits(&input))
 }
 
 fn action_kind(a: &Action) -> &'static str {
@@ -389,6 +456,12 @@ fn observe(s: &Snapshot, links: &HashMap<String, LinkRuntime>) -> Observed {
         slices: s.slices.clone(),
         namespaces: Some(s.namespaces.clone()),
         gateway_endpoints: s.gateway.clone(),
+        reserved_ports: s
+            .splits
+            .iter()
+            .filter_map(|t| t.status.as_ref())
+            .flat_map(|st| st.ports.iter().map(|p| p.gateway_port))
+            .collect(),
     }
 }
 
@@ -676,6 +749,50 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// Performs a split plan: its Service and slice writes, then its status writes. Returns
+    /// whether everything succeeded (failures are logged and retried by the next pass).
+    async fn perform_splits(&mut self, p: &SplitPlan, observed: &Observed) -> bool {
+        let mut ok = true;
+        let mut uids = BTreeMap::new();
+        for action in &p.actions {
+            if let Err(e) = self.perform(action, observed, &mut uids).await {
+                ok = false;
+                tracing::warn!(action = action_kind(action), error = %e, "TrafficSplit action failed; will retry");
+            }
+        }
+        for ((namespace, name), status) in &p.statuses {
+            let api: Api<TrafficSplit> = Api::namespaced(self.client.clone(), namespace);
+            let mut value = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+            // A merge patch keeps keys it does not mention: absent means "clear it" here.
+            if let Some(obj) = value.as_object_mut() {
+                for key in [
+                    "ports",
+                    "backends",
+                    "weights",
+                    "conflict",
+                    "observedGeneration",
+                ] {
+                    obj.entry(key).or_insert(serde_json::Value::Null);
+                }
+            }
+            let patch = Patch::Merge(json!({"status": value}));
+            match api
+                .patch_status(name, &PatchParams::default(), &patch)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(split = %format!("{namespace}/{name}"), weights = ?status.weights, conflict = ?status.conflict, "TrafficSplit status written");
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(split = %format!("{namespace}/{name}"), error = %e, "cannot write the TrafficSplit status");
+                }
+            }
+        }
+        ok
     }
 
     async fn write_status(&self, link: &str, status: &LinkStatus) -> Result<(), kube::Error> {

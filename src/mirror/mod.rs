@@ -23,6 +23,7 @@ pub mod observe;
 pub mod plan;
 pub mod probe;
 pub mod remote;
+pub mod split;
 pub mod status;
 
 use std::net::SocketAddr;

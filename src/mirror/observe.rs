@@ -9,7 +9,7 @@ use super::plan::{Key, LocalService, LocalSlice, RemoteService, SvcPort};
 use crate::k8s::{
     ANNOTATION_GATEWAY_PORTS, ANNOTATION_REMOTE_RESOURCE_VERSION, ANNOTATION_REMOTE_SERVICE,
     EndpointSlice, GATEWAY_NAME, LABEL_MIRROR_OF, LABEL_SLICE_MANAGED_BY, LABEL_SLICE_SERVICE,
-    Link, Namespace, SLICE_MANAGER, Service,
+    LABEL_SPLIT_OF, Link, Namespace, SLICE_MANAGER, SPLIT_SLICE_MANAGER, Service, TrafficSplit,
 };
 use crate::runtime::watch::Index;
 
@@ -88,13 +88,24 @@ pub fn local_service(svc: &Service) -> LocalService {
         gateway_ports,
         ports: tcp_ports(svc),
         uid: svc.uid(),
+        selector: svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|s| !s.is_empty()),
+        split_of: svc.labels().get(LABEL_SPLIT_OF).cloned(),
     }
 }
 
 /// A slice mc manages, as the plan sees it (`None` for anyone else's).
 pub fn local_slice(slice: &EndpointSlice) -> Option<LocalSlice> {
+    slice_managed_by(slice, SLICE_MANAGER)
+}
+
+/// A slice with the `managed-by` label `manager`, as the plans see it.
+fn slice_managed_by(slice: &EndpointSlice, manager: &str) -> Option<LocalSlice> {
     let labels = slice.labels();
-    if labels.get(LABEL_SLICE_MANAGED_BY).map(String::as_str) != Some(SLICE_MANAGER) {
+    if labels.get(LABEL_SLICE_MANAGED_BY).map(String::as_str) != Some(manager) {
         return None;
     }
     let mut endpoints: Vec<(String, bool)> = slice
@@ -147,6 +158,9 @@ pub struct LocalIndex {
     pub gateway: BTreeMap<String, Vec<String>>,
     pub namespaces: BTreeSet<String>,
     pub links: BTreeMap<String, Link>,
+    pub splits: BTreeMap<Key, TrafficSplit>,
+    /// Apex EndpointSlices of TrafficSplits (managed by `split.mc.dev`).
+    pub split_slices: BTreeMap<Key, LocalSlice>,
 }
 
 impl LocalIndex {
@@ -189,6 +203,38 @@ impl Index<MirrorSlice> for LocalIndex {
             .iter()
             .filter_map(|s| Some((key_of(&s.0), local_slice(&s.0)?)))
             .collect();
+    }
+}
+
+/// Apex slices of TrafficSplits, watched with their own managed-by selector.
+pub struct SplitSlice(pub EndpointSlice);
+
+impl Index<SplitSlice> for LocalIndex {
+    fn apply(&mut self, s: SplitSlice) {
+        if let Some(l) = slice_managed_by(&s.0, SPLIT_SLICE_MANAGER) {
+            self.split_slices.insert(key_of(&s.0), l);
+        }
+    }
+    fn delete(&mut self, s: SplitSlice) {
+        self.split_slices.remove(&key_of(&s.0));
+    }
+    fn reset(&mut self, all: Vec<SplitSlice>) {
+        self.split_slices = all
+            .iter()
+            .filter_map(|s| Some((key_of(&s.0), slice_managed_by(&s.0, SPLIT_SLICE_MANAGER)?)))
+            .collect();
+    }
+}
+
+impl Index<TrafficSplit> for LocalIndex {
+    fn apply(&mut self, t: TrafficSplit) {
+        self.splits.insert(key_of(&t), t);
+    }
+    fn delete(&mut self, t: TrafficSplit) {
+        self.splits.remove(&key_of(&t));
+    }
+    fn reset(&mut self, all: Vec<TrafficSplit>) {
+        self.splits = all.into_iter().map(|t| (key_of(&t), t)).collect();
     }
 }
 

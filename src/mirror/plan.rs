@@ -59,6 +59,10 @@ pub struct LocalService {
     pub gateway_ports: BTreeMap<u16, u16>,
     pub ports: Vec<SvcPort>,
     pub uid: Option<String>,
+    /// It has a selector (Kubernetes manages its endpoints): never a TrafficSplit apex.
+    pub selector: bool,
+    /// `mc.dev/split-of`: mc created it as the apex of that TrafficSplit.
+    pub split_of: Option<String>,
 }
 
 /// A mirror EndpointSlice mc manages.
@@ -96,6 +100,8 @@ pub struct Observed {
     pub namespaces: Option<BTreeSet<String>>,
     /// Ready addresses of the local gateway (its Service's EndpointSlices).
     pub gateway_endpoints: Vec<String>,
+    /// Outbound ports TrafficSplits hold: never given to a mirror.
+    pub reserved_ports: BTreeSet<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +156,8 @@ pub struct LinkReport {
 pub struct Plan {
     pub actions: Vec<Action>,
     pub reports: BTreeMap<String, LinkReport>,
+    /// Outbound ports mirrors hold after this plan (the split plan allocates around them).
+    pub ports: BTreeSet<u16>,
 }
 
 /// Owns outbound ports: those recorded on existing mirrors first (first claimant in key order
@@ -161,8 +169,16 @@ struct Ports {
 }
 
 impl Ports {
-    fn new(range: (u16, u16), services: &BTreeMap<Key, LocalService>) -> Self {
+    fn new(
+        range: (u16, u16),
+        services: &BTreeMap<Key, LocalService>,
+        reserved: &BTreeSet<u16>,
+    ) -> Self {
         let mut owner = BTreeMap::new();
+        // An owner no Service key can equal: reserved ports are neither kept nor allocated.
+        for port in reserved {
+            owner.insert(*port, (String::new(), String::new()));
+        }
         for (key, svc) in services {
             if svc.mirror_of.is_none() {
                 continue;
@@ -198,7 +214,11 @@ impl Ports {
 /// Computes the actions and reports for everything observed.
 pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     let mut out = Plan::default();
-    let mut ports = Ports::new(settings.port_range, &observed.services);
+    let mut ports = Ports::new(
+        settings.port_range,
+        &observed.services,
+        &observed.reserved_ports,
+    );
     let mut desired_keys: BTreeSet<Key> = BTreeSet::new();
     let mut namespaces_to_create: BTreeSet<String> = BTreeSet::new();
     let mut applies = Vec::new();
@@ -404,6 +424,12 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
             });
         }
     }
+    out.ports = ports
+        .owner
+        .iter()
+        .filter(|(_, k)| !k.0.is_empty())
+        .map(|(p, _)| *p)
+        .collect();
     for link in links.values().filter(|l| l.deleting && l.has_finalizer) {
         let remaining = observed
             .services

@@ -5,7 +5,7 @@
 //! values.yaml ─┐
 //! --values ────┼─ values::resolve ─┐
 //! --set ───────┘                   ├─ minijinja (every {{ }} JSON-escaped) ─ parse ─ sort ─ YAML
-//! identity (checked by caller) ────┘          Link::crd() ─────────────────────┘
+//! identity (checked by caller) ────┘   Link::crd(), TrafficSplit::crd() ────────┘
 //! ```
 //!
 //! Every document goes through `serde_json::Value` (sorted maps) and back, so the output is
@@ -252,6 +252,13 @@ fn link_crd(cluster: &str) -> Result<Value, RenderError> {
     Ok(crd)
 }
 
+/// The `TrafficSplit` CRD from the Rust type, with mc's labels.
+fn split_crd(cluster: &str) -> Result<Value, RenderError> {
+    let mut crd = serde_json::to_value(k8s::TrafficSplit::crd()).map_err(RenderError::Crd)?;
+    crd["metadata"]["labels"] = json!(labels(cluster, &[]));
+    Ok(crd)
+}
+
 /// Every install object, in apply order.
 pub fn install_objects(input: &InstallInput) -> Result<Vec<Value>, RenderError> {
     let env = environment()?;
@@ -274,6 +281,7 @@ pub fn install_objects(input: &InstallInput) -> Result<Vec<Value>, RenderError> 
         }
         if *name == "namespace.yaml" {
             docs.push(link_crd(&input.cluster_name)?);
+            docs.push(split_crd(&input.cluster_name)?);
         }
     }
     Ok(docs)

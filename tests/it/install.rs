@@ -140,6 +140,7 @@ fn every_document_parses_into_its_typed_struct() {
     for expected in [
         "Namespace/mc-system",
         "CustomResourceDefinition/links.mc.dev",
+        "CustomResourceDefinition/trafficsplits.mc.dev",
         "ConfigMap/mc-config",
         "Secret/mc-issuer",
         "ServiceAccount/mc-gateway",

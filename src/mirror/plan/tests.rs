@@ -104,6 +104,7 @@ fn execute(o: &mut Observed, p: &Plan) {
                             })
                             .collect(),
                         uid: Some(format!("uid-{name}")),
+                        ..Default::default()
                     },
                 );
             }

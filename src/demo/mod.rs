@@ -67,7 +67,7 @@ impl DemoConfig {
             mc_exe,
             connections: 1000,
             probe_period: Duration::from_secs(1),
-            ip_bases: (Ipv4Addr::new(127, 60, 0, 0), Ipv4Addr::new(127, 61, 0, 0)),
+            ip_bases: (Ipv4Addr::new(127, 63, 0, 0), Ipv4Addr::new(127, 64, 0, 0)),
         }
     }
 }

@@ -812,3 +812,56 @@ async fn unsupported_field_labels_are_refused() {
             .await;
     }
 }
+
+/// The watch history is bounded by bytes too: a watch from a version that fell out gets 410.
+#[tokio::test]
+async fn large_objects_fall_out_of_the_watch_history_by_size() {
+    use futures::StreamExt;
+    use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+    let mut config = mc::sim::SimConfig::new("conv-history");
+    config.history_bytes = 1024 * 1024;
+    let sim = super::start_sim_with(config).await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let first = cms
+        .create(&PostParams::default(), &cm("big"))
+        .await
+        .unwrap();
+    let first_rv = first.metadata.resource_version.unwrap();
+    for i in 0..8 {
+        let value = format!("{i}").repeat(300 * 1024);
+        cms.patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"v": value}})),
+        )
+        .await
+        .unwrap();
+    }
+    let latest = cms
+        .get("big")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut old = cms
+        .watch(&WatchParams::default(), &first_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let code = match old.next().await {
+        Some(Ok(WatchEvent::Error(e))) => e.code,
+        Some(Err(kube::Error::Api(s))) => s.code,
+        other => panic!("expected 410, got {other:?}"),
+    };
+    assert_eq!(code, 410);
+    // Recent versions are still there to resume from.
+    let mut recent = cms
+        .watch(&WatchParams::default().timeout(1), &latest)
+        .await
+        .unwrap()
+        .boxed();
+    if let Some(Ok(WatchEvent::Error(e))) = recent.next().await {
+        panic!("the latest version should resume: {e:?}");
+    }
+}

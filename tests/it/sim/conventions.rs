@@ -865,3 +865,30 @@ async fn large_objects_fall_out_of_the_watch_history_by_size() {
         panic!("the latest version should resume: {e:?}");
     }
 }
+
+/// Quantities are stored in canonical form, as a cluster reads them back.
+#[tokio::test]
+async fn quantities_are_normalized_on_write() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-quantities").await;
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    resources:\n      requests: {cpu: 1000m, memory: 1024Mi}\n      limits: {cpu: \"0.5\", memory: 1.5Gi}\n";
+    sim.kubectl_ok_stdin(&["create", "-f", "-"], pod.into())
+        .await;
+    let got = sim
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.containers[0].resources}",
+        ])
+        .await;
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"requests": {"cpu": "1", "memory": "1Gi"},
+                           "limits": {"cpu": "500m", "memory": "1536Mi"}})
+    );
+}

@@ -892,3 +892,75 @@ async fn quantities_are_normalized_on_write() {
                            "limits": {"cpu": "500m", "memory": "1536Mi"}})
     );
 }
+
+/// The default `view`/`edit`/`admin` ClusterRoles exist and aggregate, chained, like a cluster's.
+#[tokio::test]
+async fn default_user_roles_aggregate() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-rbac-roles").await;
+    sim.kubectl_ok(&["create", "serviceaccount", "reader"])
+        .await;
+    sim.kubectl_ok(&["create", "serviceaccount", "writer"])
+        .await;
+    sim.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "r",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "w",
+        "--clusterrole=edit",
+        "--serviceaccount=default:writer",
+    ])
+    .await;
+    let can = |who: &'static str, verb: &'static str, what: &'static str| {
+        let sim = &sim;
+        async move {
+            let out = sim
+                .kubectl(&[
+                    "auth",
+                    "can-i",
+                    verb,
+                    what,
+                    &format!("--as=system:serviceaccount:default:{who}"),
+                ])
+                .await;
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    assert_eq!(can("reader", "list", "pods").await, "yes");
+    assert_eq!(can("reader", "create", "pods").await, "no");
+    assert_eq!(can("reader", "get", "secrets").await, "no");
+    assert_eq!(can("writer", "create", "deployments.apps").await, "yes");
+    assert_eq!(can("writer", "list", "pods").await, "yes");
+    assert_eq!(
+        can("writer", "create", "roles.rbac.authorization.k8s.io").await,
+        "no"
+    );
+    // A role labelled aggregate-to-view reaches view, edit and admin.
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: widgets-view\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list]}\n";
+    sim.kubectl_ok_stdin(&["apply", "-f", "-"], role.into())
+        .await;
+    for role in ["view", "edit", "admin"] {
+        let rules = sim
+            .kubectl_ok(&[
+                "get",
+                "clusterrole",
+                role,
+                "-o",
+                "jsonpath={.rules[*].resources}",
+            ])
+            .await;
+        assert!(
+            rules.contains("widgets") && rules.contains("pods"),
+            "{role}: {rules}"
+        );
+    }
+}

@@ -435,6 +435,81 @@ fn cluster_role(name: &str, rules: Value) -> Value {
            "metadata": bootstrap_meta(name), "rules": rules})
 }
 
+/// The parts of `rules` that `user` does not hold in `namespace` ("" for cluster-wide), one
+/// entry per (group, resource, verb) or (URL, verb), rendered as kube-apiserver lists them in
+/// its escalation error (`{APIGroups:["apps"], Resources:["deployments"], Verbs:["create"]}`).
+pub fn ungranted(
+    rbac: &RbacSnapshot,
+    user: &UserInfo,
+    namespace: &str,
+    rules: &[Value],
+) -> Vec<String> {
+    let strs = |r: &Value, f: &str| -> Vec<String> {
+        r.get(f)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut missing = Vec::new();
+    for rule in rules {
+        let verbs = strs(rule, "verbs");
+        for url in strs(rule, "nonResourceURLs") {
+            for verb in &verbs {
+                let attrs = Attributes {
+                    verb: verb.clone(),
+                    path: url.clone(),
+                    resource_request: false,
+                    ..Default::default()
+                };
+                if !authorize(rbac, user, &attrs).allowed {
+                    missing.push(format!("{{NonResourceURLs:[{url:?}], Verbs:[{verb:?}]}}"));
+                }
+            }
+        }
+        let names = strs(rule, "resourceNames");
+        let names: Vec<String> = if names.is_empty() {
+            vec![String::new()]
+        } else {
+            names
+        };
+        for group in strs(rule, "apiGroups") {
+            for resource in strs(rule, "resources") {
+                let (res, sub) = resource.split_once('/').unwrap_or((&resource, ""));
+                for verb in &verbs {
+                    for name in &names {
+                        let attrs = Attributes {
+                            verb: verb.clone(),
+                            api_group: group.clone(),
+                            resource: res.to_string(),
+                            subresource: sub.to_string(),
+                            name: name.clone(),
+                            namespace: namespace.to_string(),
+                            path: String::new(),
+                            resource_request: true,
+                        };
+                        if !authorize(rbac, user, &attrs).allowed {
+                            let names = if name.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", ResourceNames:[{name:?}]")
+                            };
+                            missing.push(format!(
+                                "{{APIGroups:[{group:?}], Resources:[{resource:?}]{names}, Verbs:[{verb:?}]}}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
 /// A default ClusterRole that aggregates into `view`, `edit` or `admin` through its labels.
 fn labelled_cluster_role(name: &str, labels: &[&str], rules: Value) -> Value {
     let mut role = cluster_role(name, rules);

@@ -964,3 +964,92 @@ async fn default_user_roles_aggregate() {
         );
     }
 }
+
+/// RBAC escalation prevention: a Role grants, and a binding binds, only what its writer holds.
+#[tokio::test]
+async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use serde_json::json;
+    let sim = start_sim("conv-rbac-escalation").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(sim.client.clone(), "default");
+    let sa = serde_json::from_value(json!({"metadata": {"name": "delegate"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let admin_roles: Api<Role> = Api::namespaced(sim.client.clone(), "default");
+    let role = |name: &str, rules: serde_json::Value| -> Role {
+        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap()
+    };
+    admin_roles
+        .create(
+            &PostParams::default(),
+            &role("delegator", json!([
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])),
+        )
+        .await
+        .unwrap();
+    let binding = |name: &str, kind: &str, role: &str| -> RoleBinding {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "delegate", "namespace": "default"}]}))
+        .unwrap()
+    };
+    let admin_bindings: Api<RoleBinding> = Api::namespaced(sim.client.clone(), "default");
+    admin_bindings
+        .create(
+            &PostParams::default(),
+            &binding("delegate", "Role", "delegator"),
+        )
+        .await
+        .unwrap();
+    let token = sim
+        .cluster
+        .service_account_token("default", "delegate", Duration::from_secs(600))
+        .unwrap();
+    let client = sim.cluster.client_with_token(&token).await.unwrap();
+    let roles: Api<Role> = Api::namespaced(client.clone(), "default");
+    roles
+        .create(
+            &PostParams::default(),
+            &role(
+                "cm-reader",
+                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
+            ),
+        )
+        .await
+        .expect("what the writer holds may be granted");
+    let err = roles
+        .create(
+            &PostParams::default(),
+            &role(
+                "secret-reader",
+                json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"system:serviceaccount:default:delegate\" (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:default\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(client, "default");
+    bindings
+        .create(&PostParams::default(), &binding("own", "Role", "cm-reader"))
+        .await
+        .expect("a role within the writer's permissions may be bound");
+    let err = bindings
+        .create(
+            &PostParams::default(),
+            &binding("more", "ClusterRole", "edit"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err}"
+    );
+}

@@ -18,6 +18,9 @@ pub struct SimConfig {
     pub cluster_ip_base: Ipv4Addr,
     /// Number of watch events kept for resuming watches; older resource versions get 410.
     pub history_capacity: usize,
+    /// The watch history is also bounded by the estimated bytes of the objects it holds
+    /// (every version is a full copy); older resource versions get 410 as above.
+    pub history_bytes: usize,
     /// Period of BOOKMARK events on watches that asked for them.
     pub bookmark_interval: Duration,
     /// Events a watcher may fall behind before it is dropped with an in-stream 410.
@@ -39,6 +42,7 @@ impl SimConfig {
             load_balancer_ip: None,
             cluster_ip_base: Ipv4Addr::new(127, 10, 0, 0),
             history_capacity: 100_000,
+            history_bytes: 64 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(10),
             watch_buffer: 16_384,
             namespace_deletion_delay: Duration::from_millis(1000),

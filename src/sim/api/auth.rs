@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::context::{API_AUDIENCE, Shared};
 use crate::sim::cluster::clock;
-use crate::sim::cluster::store::meta_str;
+use crate::sim::cluster::registry::ResourceType;
+use crate::sim::cluster::store::{State, meta_str};
 use crate::sim::semantics::rbac::{self, Attributes, RbacSnapshot, UserInfo};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::token::ServiceAccountClaims;
@@ -149,7 +150,89 @@ pub fn impersonate(
 }
 
 pub fn rbac_snapshot(shared: &Shared) -> RbacSnapshot {
-    let state = shared.store.lock();
+    rbac_snapshot_of(&shared.store.lock())
+}
+
+/// RBAC escalation prevention: a Role or ClusterRole may only grant what its writer holds
+/// (unless allowed to `escalate`), a binding only bind a role whose permissions its writer
+/// holds (unless allowed to `bind` it). `obj` is the object being written.
+pub fn check_escalation(
+    state: &State,
+    user: &UserInfo,
+    rt: &ResourceType,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if rt.group != "rbac.authorization.k8s.io" || user.groups.iter().any(|g| g == "system:masters")
+    {
+        return Ok(());
+    }
+    let ns = meta_str(obj, "namespace").to_string();
+    let name = meta_str(obj, "name").to_string();
+    let snapshot = rbac_snapshot_of(state);
+    let allowed = |verb: &str, resource: &str, role: &str| {
+        let mut attrs = Attributes::resource(verb, &rt.group, resource, &ns);
+        attrs.name = role.to_string();
+        rbac::authorize(&snapshot, user, &attrs).allowed
+    };
+    let rules: Vec<Value> = match rt.plural.as_str() {
+        "roles" | "clusterroles" => {
+            if allowed("escalate", &rt.plural, &name) {
+                return Ok(());
+            }
+            obj.get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let kind = obj
+                .pointer("/roleRef/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let role = obj
+                .pointer("/roleRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let (plural, role_ns) = match kind {
+                "ClusterRole" => ("clusterroles", ""),
+                _ => ("roles", ns.as_str()),
+            };
+            if allowed("bind", plural, role) {
+                return Ok(());
+            }
+            let key = format!("rbac.authorization.k8s.io/{plural}");
+            let Some(role_obj) = state.get(&key, role_ns, role) else {
+                return Ok(());
+            };
+            role_obj
+                .get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        }
+        _ => return Ok(()),
+    };
+    let missing = rbac::ungranted(&snapshot, user, &ns, &rules);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let groups: Vec<String> = user.groups.iter().map(|g| format!("{g:?}")).collect();
+    Err(status::forbidden(
+        format!(
+            "{}.{} {name:?} is forbidden: user {:?} (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
+            rt.plural,
+            rt.group,
+            user.username,
+            groups.join(" "),
+            missing.join("\n")
+        ),
+        &name,
+        &rt.group,
+        &rt.plural,
+    ))
+}
+
+fn rbac_snapshot_of(state: &State) -> RbacSnapshot {
     let get = |plural: &str| -> Vec<Value> {
         state
             .list(&format!("rbac.authorization.k8s.io/{plural}"), None)

@@ -74,6 +74,7 @@ impl Shared {
             config.history_capacity,
             config.watch_buffer,
         ));
+        store.lock().history_bytes_cap = config.history_bytes;
         let admin_token = format!("mc-sim-admin-{}", uuid::Uuid::new_v4().simple());
         let faults = Faults::new(store.clone());
         let controllers = controllers::Settings {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::Method;
 use serde_json::{Map, Value, json};
 
+use super::auth;
 use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
 use super::list::{Filter, present, to_storage};
 use crate::sim::cluster::registry::ResourceType;
@@ -477,6 +478,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
             ));
         }
     }
+    auth::check_escalation(&state, &ctx.user, rt, &obj)?;
     let now = now_rfc3339();
     prepare_create(rt, &mut obj, &now);
     controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
@@ -736,6 +738,7 @@ fn finish_update(
             }
         }
     }
+    auth::check_escalation(state, &ctx.user, rt, &new)?;
     controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
     if rt.has_generation() && spec_part(rt, live) != spec_part(rt, &new) {
@@ -891,6 +894,7 @@ fn patch_object(
                 validate_labels(rt, &result)?;
                 let mut obj = to_storage(result, rt);
                 check_identity(rt, info, &mut obj)?;
+                auth::check_escalation(&state, &ctx.user, rt, &obj)?;
                 prepare_create(rt, &mut obj, &now);
                 // prepare_create drops status; an apply may not set it on create either.
                 controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;

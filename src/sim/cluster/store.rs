@@ -36,6 +36,10 @@ pub struct State {
     pub objects: HashMap<String, Objects>,
     pub history: VecDeque<Arc<Event>>,
     pub history_cap: usize,
+    /// The history is also bounded by the (estimated) size of the objects it holds, so that
+    /// large objects written often do not pin every version (see `SimConfig::history_bytes`).
+    pub history_bytes_cap: usize,
+    history_bytes: usize,
     /// Watches and continue tokens from a resource version below this one get 410.
     pub compacted_rv: u64,
     pub registry: Arc<Registry>,
@@ -192,11 +196,16 @@ impl State {
     fn record(&mut self, event: Event) {
         let event = Arc::new(event);
         if self.history_cap > 0 {
-            while self.history.len() >= self.history_cap {
+            let size = approx_size(&event.object);
+            while self.history.len() >= self.history_cap
+                || (!self.history.is_empty() && self.history_bytes + size > self.history_bytes_cap)
+            {
                 if let Some(e) = self.history.pop_front() {
+                    self.history_bytes -= approx_size(&e.object);
                     self.compacted_rv = self.compacted_rv.max(e.rv);
                 }
             }
+            self.history_bytes += size;
             self.history.push_back(event.clone());
         } else {
             self.compacted_rv = event.rv;
@@ -210,6 +219,7 @@ impl State {
     /// moves on by one so that a fresh LIST's resourceVersion can be watched from.
     pub fn compact(&mut self) {
         self.history.clear();
+        self.history_bytes = 0;
         let rv = self.next_rv();
         self.compacted_rv = rv;
     }
@@ -241,6 +251,8 @@ impl Store {
                 objects: HashMap::new(),
                 history: VecDeque::new(),
                 history_cap,
+                history_bytes_cap: usize::MAX,
+                history_bytes: 0,
                 compacted_rv: 0,
                 registry: Arc::new(registry),
                 pending: Vec::new(),
@@ -259,6 +271,22 @@ impl Store {
 
     pub fn current_rv(&self) -> u64 {
         self.lock().rv
+    }
+}
+
+/// Roughly the bytes a JSON value holds: string and key lengths plus a little per node.
+/// Cheap and deterministic; what matters is that large objects count as large.
+pub fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 8,
+        Value::Array(a) => a.iter().map(approx_size).sum::<usize>() + 8,
+        Value::Object(m) => {
+            m.iter()
+                .map(|(k, v)| k.len() + approx_size(v))
+                .sum::<usize>()
+                + 8
+        }
+        _ => 8,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod events;
 pub mod patch;
 pub mod proto;
+pub mod quantity;
 pub mod rbac;
 pub mod selector;
 pub mod status;

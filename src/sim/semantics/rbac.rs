@@ -435,6 +435,136 @@ fn cluster_role(name: &str, rules: Value) -> Value {
            "metadata": bootstrap_meta(name), "rules": rules})
 }
 
+/// The parts of `rules` that `user` does not hold in `namespace` ("" for cluster-wide), one
+/// entry per (group, resource, verb) or (URL, verb), rendered as kube-apiserver lists them in
+/// its escalation error (`{APIGroups:["apps"], Resources:["deployments"], Verbs:["create"]}`).
+pub fn ungranted(
+    rbac: &RbacSnapshot,
+    user: &UserInfo,
+    namespace: &str,
+    rules: &[Value],
+) -> Vec<String> {
+    let strs = |r: &Value, f: &str| -> Vec<String> {
+        r.get(f)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut missing = Vec::new();
+    for rule in rules {
+        let verbs = strs(rule, "verbs");
+        for url in strs(rule, "nonResourceURLs") {
+            for verb in &verbs {
+                let attrs = Attributes {
+                    verb: verb.clone(),
+                    path: url.clone(),
+                    resource_request: false,
+                    ..Default::default()
+                };
+                if !authorize(rbac, user, &attrs).allowed {
+                    missing.push(format!("{{NonResourceURLs:[{url:?}], Verbs:[{verb:?}]}}"));
+                }
+            }
+        }
+        let names = strs(rule, "resourceNames");
+        let names: Vec<String> = if names.is_empty() {
+            vec![String::new()]
+        } else {
+            names
+        };
+        for group in strs(rule, "apiGroups") {
+            for resource in strs(rule, "resources") {
+                let (res, sub) = resource.split_once('/').unwrap_or((&resource, ""));
+                for verb in &verbs {
+                    for name in &names {
+                        let attrs = Attributes {
+                            verb: verb.clone(),
+                            api_group: group.clone(),
+                            resource: res.to_string(),
+                            subresource: sub.to_string(),
+                            name: name.clone(),
+                            namespace: namespace.to_string(),
+                            path: String::new(),
+                            resource_request: true,
+                        };
+                        if !authorize(rbac, user, &attrs).allowed {
+                            let names = if name.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", ResourceNames:[{name:?}]")
+                            };
+                            missing.push(format!(
+                                "{{APIGroups:[{group:?}], Resources:[{resource:?}]{names}, Verbs:[{verb:?}]}}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+/// A default ClusterRole that aggregates into `view`, `edit` or `admin` through its labels.
+fn labelled_cluster_role(name: &str, labels: &[&str], rules: Value) -> Value {
+    let mut role = cluster_role(name, rules);
+    for label in labels {
+        role["metadata"]["labels"][format!("rbac.authorization.k8s.io/{label}")] = json!("true");
+    }
+    role
+}
+
+/// A default ClusterRole whose rules the aggregation controller fills in.
+fn aggregated_cluster_role(name: &str, labels: &[&str], selector: &str) -> Value {
+    let mut role = labelled_cluster_role(name, labels, json!([]));
+    role["aggregationRule"] = json!({"clusterRoleSelectors": [
+        {"matchLabels": {format!("rbac.authorization.k8s.io/{selector}"): "true"}}]});
+    role
+}
+
+/// The rules an aggregated ClusterRole holds: the union, in order, of the rules of every
+/// other ClusterRole its selectors match; None for a role without `aggregationRule`.
+pub fn aggregated_rules(role: &Value, all: &[Value]) -> Option<Vec<Value>> {
+    let selectors = role
+        .pointer("/aggregationRule/clusterRoleSelectors")?
+        .as_array()?;
+    let name = str_at(role, "/metadata/name");
+    let mut others: Vec<&Value> = all
+        .iter()
+        .filter(|o| str_at(o, "/metadata/name") != name)
+        .filter(|o| {
+            let labels: BTreeMap<&str, &str> = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            selectors.iter().any(|s| label_selector_matches(s, &labels))
+        })
+        .collect();
+    others.sort_by_key(|o| str_at(o, "/metadata/name").to_string());
+    let mut rules: Vec<Value> = Vec::new();
+    for rule in others.iter().flat_map(|o| {
+        o.get("rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    }) {
+        if !rules.contains(rule) {
+            rules.push(rule.clone());
+        }
+    }
+    Some(rules)
+}
+
 fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups
         .iter()
@@ -492,6 +622,72 @@ pub fn default_objects() -> Vec<Value> {
         cluster_role_binding(
             "system:service-account-issuer-discovery",
             &[GROUP_SERVICE_ACCOUNTS],
+        ),
+        // The user-facing roles, aggregated as in kube-apiserver's bootstrap policy: admin
+        // takes edit, edit takes view, each also whatever carries its aggregate-to label.
+        aggregated_cluster_role("admin", &[], "aggregate-to-admin"),
+        aggregated_cluster_role("edit", &["aggregate-to-admin"], "aggregate-to-edit"),
+        aggregated_cluster_role("view", &["aggregate-to-edit"], "aggregate-to-view"),
+        labelled_cluster_role(
+            "system:aggregate-to-admin",
+            &["aggregate-to-admin"],
+            json!([
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings", "roles"],
+                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"],
+                 "verbs": ["create"]},
+            ]),
+        ),
+        labelled_cluster_role(
+            "system:aggregate-to-edit",
+            &["aggregate-to-edit"],
+            json!([
+                {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": [""], "resources": ["pods/eviction", "serviceaccounts/token"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims", "replicationcontrollers",
+                    "replicationcontrollers/scale", "secrets", "serviceaccounts", "services", "services/proxy"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale",
+                    "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
+                 "verbs": ["create", "delete", "deletecollection", "patch", "update"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]},
+            ]),
+        ),
+        labelled_cluster_role(
+            "system:aggregate-to-view",
+            &["aggregate-to-view"],
+            json!([
+                {"apiGroups": [""], "resources": ["configmaps", "endpoints", "persistentvolumeclaims",
+                    "persistentvolumeclaims/status", "pods", "replicationcontrollers", "replicationcontrollers/scale",
+                    "serviceaccounts", "services", "services/status"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["bindings", "events", "limitranges", "namespaces/status", "pods/log",
+                    "pods/status", "replicationcontrollers/status", "resourcequotas", "resourcequotas/status"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["controllerrevisions", "daemonsets", "daemonsets/status",
+                    "deployments", "deployments/scale", "deployments/status", "replicasets", "replicasets/scale",
+                    "replicasets/status", "statefulsets", "statefulsets/scale", "statefulsets/status"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["batch"], "resources": ["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingresses/status", "networkpolicies"],
+                 "verbs": ["get", "list", "watch"]},
+            ]),
         ),
     ]
 }

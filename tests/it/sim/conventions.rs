@@ -813,3 +813,244 @@ async fn unsupported_field_labels_are_refused() {
             .await;
     }
 }
+
+/// The watch history is bounded by bytes too: a watch from a version that fell out gets 410.
+#[tokio::test]
+async fn large_objects_fall_out_of_the_watch_history_by_size() {
+    use futures::StreamExt;
+    use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+    let mut config = mc::sim::SimConfig::new("conv-history");
+    config.history_bytes = 1024 * 1024;
+    let sim = super::start_sim_with(config).await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client.clone(), "default");
+    let first = cms
+        .create(&PostParams::default(), &cm("big"))
+        .await
+        .unwrap();
+    let first_rv = first.metadata.resource_version.unwrap();
+    for i in 0..8 {
+        let value = format!("{i}").repeat(300 * 1024);
+        cms.patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"v": value}})),
+        )
+        .await
+        .unwrap();
+    }
+    let latest = cms
+        .get("big")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut old = cms
+        .watch(&WatchParams::default(), &first_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let code = match old.next().await {
+        Some(Ok(WatchEvent::Error(e))) => e.code,
+        Some(Err(kube::Error::Api(s))) => s.code,
+        other => panic!("expected 410, got {other:?}"),
+    };
+    assert_eq!(code, 410);
+    // Recent versions are still there to resume from.
+    let mut recent = cms
+        .watch(&WatchParams::default().timeout(1), &latest)
+        .await
+        .unwrap()
+        .boxed();
+    if let Some(Ok(WatchEvent::Error(e))) = recent.next().await {
+        panic!("the latest version should resume: {e:?}");
+    }
+}
+
+/// Quantities are stored in canonical form, as a cluster reads them back.
+#[tokio::test]
+async fn quantities_are_normalized_on_write() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-quantities").await;
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    resources:\n      requests: {cpu: 1000m, memory: 1024Mi}\n      limits: {cpu: \"0.5\", memory: 1.5Gi}\n";
+    sim.kubectl_ok_stdin(&["create", "-f", "-"], pod.into())
+        .await;
+    let got = sim
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.containers[0].resources}",
+        ])
+        .await;
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"requests": {"cpu": "1", "memory": "1Gi"},
+                           "limits": {"cpu": "500m", "memory": "1536Mi"}})
+    );
+}
+
+/// The default `view`/`edit`/`admin` ClusterRoles exist and aggregate, chained, like a cluster's.
+#[tokio::test]
+async fn default_user_roles_aggregate() {
+    if !super::have_kubectl() {
+        return;
+    }
+    let sim = start_sim("conv-rbac-roles").await;
+    sim.kubectl_ok(&["create", "serviceaccount", "reader"])
+        .await;
+    sim.kubectl_ok(&["create", "serviceaccount", "writer"])
+        .await;
+    sim.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "r",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ])
+    .await;
+    sim.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "w",
+        "--clusterrole=edit",
+        "--serviceaccount=default:writer",
+    ])
+    .await;
+    let can = |who: &'static str, verb: &'static str, what: &'static str| {
+        let sim = &sim;
+        async move {
+            let out = sim
+                .kubectl(&[
+                    "auth",
+                    "can-i",
+                    verb,
+                    what,
+                    &format!("--as=system:serviceaccount:default:{who}"),
+                ])
+                .await;
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    assert_eq!(can("reader", "list", "pods").await, "yes");
+    assert_eq!(can("reader", "create", "pods").await, "no");
+    assert_eq!(can("reader", "get", "secrets").await, "no");
+    assert_eq!(can("writer", "create", "deployments.apps").await, "yes");
+    assert_eq!(can("writer", "list", "pods").await, "yes");
+    assert_eq!(
+        can("writer", "create", "roles.rbac.authorization.k8s.io").await,
+        "no"
+    );
+    // A role labelled aggregate-to-view reaches view, edit and admin.
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: widgets-view\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list]}\n";
+    sim.kubectl_ok_stdin(&["apply", "-f", "-"], role.into())
+        .await;
+    for role in ["view", "edit", "admin"] {
+        let rules = sim
+            .kubectl_ok(&[
+                "get",
+                "clusterrole",
+                role,
+                "-o",
+                "jsonpath={.rules[*].resources}",
+            ])
+            .await;
+        assert!(
+            rules.contains("widgets") && rules.contains("pods"),
+            "{role}: {rules}"
+        );
+    }
+}
+
+/// RBAC escalation prevention: a Role grants, and a binding binds, only what its writer holds.
+#[tokio::test]
+async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use serde_json::json;
+    let sim = start_sim("conv-rbac-escalation").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(sim.client.clone(), "default");
+    let sa = serde_json::from_value(json!({"metadata": {"name": "delegate"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let admin_roles: Api<Role> = Api::namespaced(sim.client.clone(), "default");
+    let role = |name: &str, rules: serde_json::Value| -> Role {
+        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap()
+    };
+    admin_roles
+        .create(
+            &PostParams::default(),
+            &role("delegator", json!([
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])),
+        )
+        .await
+        .unwrap();
+    let binding = |name: &str, kind: &str, role: &str| -> RoleBinding {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "delegate", "namespace": "default"}]}))
+        .unwrap()
+    };
+    let admin_bindings: Api<RoleBinding> = Api::namespaced(sim.client.clone(), "default");
+    admin_bindings
+        .create(
+            &PostParams::default(),
+            &binding("delegate", "Role", "delegator"),
+        )
+        .await
+        .unwrap();
+    let token = sim
+        .cluster
+        .service_account_token("default", "delegate", Duration::from_secs(600))
+        .unwrap();
+    let client = sim.cluster.client_with_token(&token).await.unwrap();
+    let roles: Api<Role> = Api::namespaced(client.clone(), "default");
+    roles
+        .create(
+            &PostParams::default(),
+            &role(
+                "cm-reader",
+                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
+            ),
+        )
+        .await
+        .expect("what the writer holds may be granted");
+    let err = roles
+        .create(
+            &PostParams::default(),
+            &role(
+                "secret-reader",
+                json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"system:serviceaccount:default:delegate\" (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:default\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(client, "default");
+    bindings
+        .create(&PostParams::default(), &binding("own", "Role", "cm-reader"))
+        .await
+        .expect("a role within the writer's permissions may be bound");
+    let err = bindings
+        .create(
+            &PostParams::default(),
+            &binding("more", "ClusterRole", "edit"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use crate::sim::cluster::registry::{self, ResourceType};
 use crate::sim::cluster::store::{State, meta_str};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::token::{self, ServiceAccountClaims};
-use crate::sim::semantics::validation;
+use crate::sim::semantics::{quantity, validation};
 
 /// Admission: defaults and validation before a create (`old` None) or update is stored.
 pub fn admit(
@@ -23,6 +23,7 @@ pub fn admit(
     obj: &mut Value,
 ) -> Result<(), ApiError> {
     validate(rt, obj)?;
+    normalize_quantities(obj);
     match rt.key().as_str() {
         "/namespaces" => {
             let name = meta_str(obj, "name").to_string();
@@ -127,6 +128,45 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             &e.message,
         )
     })
+}
+
+/// Resource quantities in Pod specs (also inside workload templates) and PVCs are stored in
+/// canonical form, as kube-apiserver's decoder writes them back (`1000m` reads as `1`).
+fn normalize_quantities(obj: &mut Value) {
+    fn canonicalize(map: Option<&mut Value>) {
+        let Some(map) = map.and_then(Value::as_object_mut) else {
+            return;
+        };
+        for v in map.values_mut() {
+            if let Some(c) = v.as_str().and_then(quantity::canonical) {
+                *v = json!(c);
+            }
+        }
+    }
+    for spec in [
+        "/spec",
+        "/spec/template/spec",
+        "/spec/jobTemplate/spec/template/spec",
+    ] {
+        for list in ["containers", "initContainers"] {
+            let Some(containers) = obj
+                .pointer_mut(&format!("{spec}/{list}"))
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for c in containers {
+                for kind in ["requests", "limits"] {
+                    canonicalize(c.pointer_mut(&format!("/resources/{kind}")));
+                }
+            }
+        }
+    }
+    if obj.get("kind").and_then(Value::as_str) == Some("PersistentVolumeClaim") {
+        for kind in ["requests", "limits"] {
+            canonicalize(obj.pointer_mut(&format!("/spec/resources/{kind}")));
+        }
+    }
 }
 
 /// An object being deleted may lose finalizers but not gain them.

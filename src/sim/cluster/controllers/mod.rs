@@ -207,6 +207,7 @@ pub fn run(settings: &Settings, state: &mut State) {
                         namespaces::ensure_defaults(settings, state, &ev.namespace);
                     }
                 }
+                "rbac.authorization.k8s.io/clusterroles" => aggregate_cluster_roles(state),
                 "/configmaps" if meta_str(&ev.object, "name") == ROOT_CA_CONFIGMAP => {
                     namespaces::ensure_defaults(settings, state, &ev.namespace);
                 }
@@ -236,6 +237,27 @@ pub fn run(settings: &Settings, state: &mut State) {
         }
     }
     tracing::warn!("simulated controllers did not settle; leaving the rest for the next write");
+}
+
+/// The ClusterRole aggregation controller: every ClusterRole with an `aggregationRule` holds
+/// the rules of the roles its selectors match (chains settle over the rounds of `run`).
+fn aggregate_cluster_roles(state: &mut State) {
+    const KEY: &str = "rbac.authorization.k8s.io/clusterroles";
+    let all: Vec<Value> = state
+        .list(KEY, None)
+        .iter()
+        .map(|r| (**r).clone())
+        .collect();
+    for role in &all {
+        let Some(rules) = rbac::aggregated_rules(role, &all) else {
+            continue;
+        };
+        if role.get("rules") != Some(&json!(rules)) {
+            let mut updated = role.clone();
+            updated["rules"] = json!(rules);
+            state.put(KEY, updated, EventType::Modified);
+        }
+    }
 }
 
 fn rebuild_registry(state: &mut State) {

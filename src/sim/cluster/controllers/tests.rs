@@ -543,3 +543,54 @@ fn namespaces_get_their_defaults_and_terminate_with_their_contents() {
         );
     }
 }
+
+#[test]
+fn content_held_by_finalizers_keeps_its_namespace_terminating() {
+    let s = settings(false);
+    let store = cluster(&s);
+    let mut state = store.lock();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}});
+    create(&s, &mut state, "", "namespaces", ns).unwrap();
+    let mut held = owned("held", &[], &["example.com/hold"]);
+    held["metadata"]["namespace"] = json!("demo");
+    create(&s, &mut state, "", "configmaps", held).unwrap();
+    let d = remove(&s, &mut state, "", "namespaces", "", "demo", None);
+    finish_namespace_removal(&s, &mut state, &d.later.expect("a removal to schedule"));
+    let ns = state
+        .get("/namespaces", "", "demo")
+        .expect("still terminating");
+    let remaining: Vec<(&str, &str)> = ns["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "True")
+        .map(|c| (c["type"].as_str().unwrap(), c["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        remaining,
+        vec![
+            (
+                "NamespaceContentRemaining",
+                "Some resources are remaining: configmaps. has 1 resource instances"
+            ),
+            (
+                "NamespaceFinalizersRemaining",
+                "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+            ),
+        ]
+    );
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    // The namespace defaults are not put back while it terminates.
+    assert!(
+        state
+            .get("/configmaps", "demo", ROOT_CA_CONFIGMAP)
+            .is_none()
+    );
+    // The finalizer goes (as a client's update would), and the namespace with it.
+    let mut released = (*state.get("/configmaps", "demo", "held").unwrap()).clone();
+    released["metadata"]["finalizers"] = json!([]);
+    state.put("/configmaps", released, EventType::Modified);
+    state.remove("/configmaps", "demo", "held");
+    run(&s, &mut state);
+    assert!(state.get("/namespaces", "", "demo").is_none());
+}

@@ -510,13 +510,32 @@ fn mirror_slice(
     endpoints: &[(String, bool)],
     ports: &[(Option<String>, u16)],
 ) -> EndpointSlice {
+    gateway_slice(
+        service,
+        (SLICE_MANAGER, (LABEL_MIRROR_OF, target)),
+        owner_uid,
+        endpoints,
+        ports,
+    )
+}
+
+/// An EndpointSlice of `service` (named after it, owned by it) pointing at the local gateway's
+/// `endpoints` on `ports`; `manager` is its managed-by value and one label saying what made it
+/// (a mirror of a link, or a split's apex).
+pub(super) fn gateway_slice(
+    service: &str,
+    (manager, (owner_label, owner_value)): (&str, (&str, &str)),
+    owner_uid: Option<&str>,
+    endpoints: &[(String, bool)],
+    ports: &[(Option<String>, u16)],
+) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
             name: Some(service.to_owned()),
             labels: Some(BTreeMap::from([
                 (LABEL_SLICE_SERVICE.to_owned(), service.to_owned()),
-                (LABEL_SLICE_MANAGED_BY.to_owned(), SLICE_MANAGER.to_owned()),
-                (LABEL_MIRROR_OF.to_owned(), target.to_owned()),
+                (LABEL_SLICE_MANAGED_BY.to_owned(), manager.to_owned()),
+                (owner_label.to_owned(), owner_value.to_owned()),
             ])),
             // The slice goes when its Service goes, even if mc is not running then.
             owner_references: owner_uid.map(|uid| {

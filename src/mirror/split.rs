@@ -20,14 +20,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::plan::{Action, Key, LocalService, LocalSlice, SvcPort};
 use crate::k8s::split::{BackendStatus, SplitPort, TrafficSplitSpec, TrafficSplitStatus};
 use crate::k8s::{
-    Endpoint, EndpointConditions, EndpointPort, EndpointSlice, LABEL_SLICE_MANAGED_BY,
-    LABEL_SLICE_SERVICE, LABEL_SPLIT_OF, ObjectMeta, SPLIT_SLICE_MANAGER, Service, ServicePort,
+    EndpointSlice, LABEL_SPLIT_OF, ObjectMeta, SPLIT_SLICE_MANAGER, Service, ServicePort,
     ServiceSpec,
 };
 
@@ -412,54 +410,13 @@ fn apex_slice(
     endpoints: &[(String, bool)],
     ports: &[(Option<String>, u16)],
 ) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(service.to_owned()),
-            labels: Some(BTreeMap::from([
-                (LABEL_SLICE_SERVICE.to_owned(), service.to_owned()),
-                (
-                    LABEL_SLICE_MANAGED_BY.to_owned(),
-                    SPLIT_SLICE_MANAGER.to_owned(),
-                ),
-                (LABEL_SPLIT_OF.to_owned(), split.to_owned()),
-            ])),
-            owner_references: owner_uid.map(|uid| {
-                vec![OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Service".into(),
-                    name: service.to_owned(),
-                    uid: uid.to_owned(),
-                    controller: Some(true),
-                    block_owner_deletion: Some(false),
-                }]
-            }),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .map(|(ip, ready)| Endpoint {
-                addresses: vec![ip.clone()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    serving: Some(*ready),
-                    terminating: Some(false),
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(
-            ports
-                .iter()
-                .map(|(name, port)| EndpointPort {
-                    name: name.clone(),
-                    port: Some(i32::from(*port)),
-                    protocol: Some("TCP".into()),
-                    app_protocol: None,
-                })
-                .collect(),
-        ),
-    }
+    super::plan::gateway_slice(
+        service,
+        (SPLIT_SLICE_MANAGER, (LABEL_SPLIT_OF, split)),
+        owner_uid,
+        endpoints,
+        ports,
+    )
 }
 
 #[cfg(test)]

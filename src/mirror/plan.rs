@@ -444,7 +444,7 @@ pub fn plan(observed: &Observed, settings: &PlanSettings) -> Plan {
     out
 }
 
-fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+pub(super) fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     let mut v = v.to_vec();
     v.sort();
     v
@@ -483,23 +483,29 @@ fn mirror_service(
             ])),
             ..Default::default()
         },
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        name: p.name.clone(),
-                        port: i32::from(p.port),
-                        protocol: Some("TCP".into()),
-                        target_port: p.target_port.map(|t| IntOrString::Int(i32::from(t))),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
+        spec: Some(gateway_fronted_spec(ports)),
         status: None,
+    }
+}
+
+/// The spec of a Service mc fronts with the local gateway (a mirror, a split's apex): ClusterIP,
+/// no selector (mc writes its EndpointSlice), TCP ports targeting the allocated gateway ports.
+pub(super) fn gateway_fronted_spec(ports: &[SvcPort]) -> ServiceSpec {
+    ServiceSpec {
+        type_: Some("ClusterIP".into()),
+        ports: Some(
+            ports
+                .iter()
+                .map(|p| ServicePort {
+                    name: p.name.clone(),
+                    port: i32::from(p.port),
+                    protocol: Some("TCP".into()),
+                    target_port: p.target_port.map(|t| IntOrString::Int(i32::from(t))),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
     }
 }
 

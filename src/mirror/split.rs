@@ -20,14 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-use super::plan::{Action, Key, LocalService, LocalSlice, SvcPort};
+use super::plan::{Action, Key, LocalService, LocalSlice, SvcPort, sorted};
 use crate::k8s::split::{BackendStatus, SplitPort, TrafficSplitSpec, TrafficSplitStatus};
-use crate::k8s::{
-    EndpointSlice, LABEL_SPLIT_OF, ObjectMeta, SPLIT_SLICE_MANAGER, Service, ServicePort,
-    ServiceSpec,
-};
+use crate::k8s::{EndpointSlice, LABEL_SPLIT_OF, ObjectMeta, SPLIT_SLICE_MANAGER, Service};
 
 /// One TrafficSplit as observed.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -366,12 +361,6 @@ fn push_status(out: &mut SplitPlan, split: &SplitState, status: TrafficSplitStat
     }
 }
 
-fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
-    let mut v = v.to_vec();
-    v.sort();
-    v
-}
-
 fn apex_service(split: &SplitState, ports: &[SvcPort]) -> Service {
     Service {
         metadata: ObjectMeta {
@@ -383,22 +372,7 @@ fn apex_service(split: &SplitState, ports: &[SvcPort]) -> Service {
             )])),
             ..Default::default()
         },
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        name: p.name.clone(),
-                        port: i32::from(p.port),
-                        protocol: Some("TCP".into()),
-                        target_port: p.target_port.map(|t| IntOrString::Int(i32::from(t))),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
+        spec: Some(super::plan::gateway_fronted_spec(ports)),
         status: None,
     }
 }

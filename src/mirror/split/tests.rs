@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::k8s::split::TrafficSplitBackend;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 const RANGE: (u16, u16) = (10000, 10003);
 

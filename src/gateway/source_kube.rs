@@ -69,11 +69,8 @@ pub fn record_of(svc: &Service) -> SvcRecord {
         .filter(|ip: &IpAddr| !ip.is_unspecified());
     let mut backends = HashMap::new();
     if let Some(ip) = ip {
-        for p in spec.and_then(|s| s.ports.as_ref()).into_iter().flatten() {
-            let tcp = p.protocol.as_deref().is_none_or(|proto| proto == "TCP");
-            if let (true, Ok(port)) = (tcp, u16::try_from(p.port)) {
-                backends.insert(port, SocketAddr::new(ip, port));
-            }
+        for (_, port) in crate::k8s::tcp_ports(svc) {
+            backends.insert(port, SocketAddr::new(ip, port));
         }
     }
     let mirror = labels

@@ -79,3 +79,15 @@ pub fn link_secret_name(target: &str) -> String {
 pub fn remote_access_account(source: &str) -> String {
     format!("{REMOTE_ACCESS_ROLE}-{source}")
 }
+
+/// The TCP ports of a Service (the only protocol the gateways carry), with their port numbers
+/// as `u16`; ports of other protocols or out of range are left out.
+pub fn tcp_ports(svc: &Service) -> impl Iterator<Item = (&ServicePort, u16)> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .filter_map(|p| Some((p, u16::try_from(p.port).ok()?)))
+}

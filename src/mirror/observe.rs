@@ -18,21 +18,14 @@ fn key_of<K: ResourceExt>(o: &K) -> Key {
 }
 
 fn tcp_ports(svc: &Service) -> Vec<SvcPort> {
-    svc.spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
-        .filter_map(|p| {
-            Some(SvcPort {
-                name: p.name.clone().filter(|n| !n.is_empty()),
-                port: u16::try_from(p.port).ok()?,
-                target_port: match &p.target_port {
-                    Some(IntOrString::Int(i)) => u16::try_from(*i).ok(),
-                    _ => None,
-                },
-            })
+    crate::k8s::tcp_ports(svc)
+        .map(|(p, port)| SvcPort {
+            name: p.name.clone().filter(|n| !n.is_empty()),
+            port,
+            target_port: match &p.target_port {
+                Some(IntOrString::Int(i)) => u16::try_from(*i).ok(),
+                _ => None,
+            },
         })
         .collect()
 }

@@ -51,18 +51,8 @@ Examples:
   mc link --from east --to west --api-server-address https://10.0.0.10:6443 --token-ttl 90d"
 )]
 pub struct LinkArgs {
-    /// Context of the source cluster: the one that will call TGT's services.
-    #[arg(long, value_name = "SRC")]
-    pub from: String,
-    /// Context of the target cluster: the one whose exported services SRC will see.
-    #[arg(long, value_name = "TGT")]
-    pub to: String,
-    /// Namespace mc is installed in (in SRC, and in TGT unless --target-namespace).
-    #[arg(long, short = 'n', default_value = k8s::DEFAULT_NAMESPACE, value_name = "NS")]
-    pub namespace: String,
-    /// Namespace mc is installed in, in TGT.
-    #[arg(long, value_name = "NS")]
-    pub target_namespace: Option<String>,
+    #[command(flatten)]
+    pub pair: PairArgs,
     /// TGT's API server as reached from inside SRC (default: the server of the TGT context).
     #[arg(long, value_name = "URL")]
     pub api_server_address: Option<String>,
@@ -108,18 +98,8 @@ Examples:
   mc unlink --from east --to west --target-cluster-name west   # TGT unreachable, Link made with --api-server-address"
 )]
 pub struct UnlinkArgs {
-    /// Context of the source cluster.
-    #[arg(long, value_name = "SRC")]
-    pub from: String,
-    /// Context of the target cluster.
-    #[arg(long, value_name = "TGT")]
-    pub to: String,
-    /// Namespace mc is installed in (in SRC, and in TGT unless --target-namespace).
-    #[arg(long, short = 'n', default_value = k8s::DEFAULT_NAMESPACE, value_name = "NS")]
-    pub namespace: String,
-    /// Namespace mc is installed in, in TGT.
-    #[arg(long, value_name = "NS")]
-    pub target_namespace: Option<String>,
+    #[command(flatten)]
+    pub pair: PairArgs,
     /// After --timeout, remove the Link's finalizer instead of failing (mirrors may be left).
     #[arg(long)]
     pub force: bool,
@@ -150,6 +130,41 @@ pub struct LinkConfig {
     pub timeout: Duration,
 }
 
+/// The two clusters of a link and mc's namespaces in them (`mc link`, `mc unlink`).
+#[derive(Debug, clap::Args)]
+pub struct PairArgs {
+    /// Context of the source cluster: the one that will call TGT's services.
+    #[arg(long, value_name = "SRC")]
+    pub from: String,
+    /// Context of the target cluster: the one whose exported services SRC will see.
+    #[arg(long, value_name = "TGT")]
+    pub to: String,
+    /// Namespace mc is installed in (in SRC, and in TGT unless --target-namespace).
+    #[arg(long, short = 'n', default_value = k8s::DEFAULT_NAMESPACE, value_name = "NS")]
+    pub namespace: String,
+    /// Namespace mc is installed in, in TGT.
+    #[arg(long, value_name = "NS")]
+    pub target_namespace: Option<String>,
+}
+
+impl PairArgs {
+    /// `(from, to, namespace, target_namespace)`, validated; the target namespace defaults to
+    /// `--namespace`.
+    fn resolve(self) -> anyhow::Result<(String, String, String, String)> {
+        let PairArgs {
+            from,
+            to,
+            namespace,
+            target_namespace,
+        } = self;
+        validate_contexts(&from, &to)?;
+        super::validate_namespace("--namespace", &namespace)?;
+        let target_namespace = target_namespace.unwrap_or_else(|| namespace.clone());
+        super::validate_namespace("--target-namespace", &target_namespace)?;
+        Ok((from, to, namespace, target_namespace))
+    }
+}
+
 fn validate_contexts(from: &str, to: &str) -> anyhow::Result<()> {
     if from == to {
         bail!(
@@ -164,10 +179,7 @@ impl TryFrom<LinkArgs> for LinkConfig {
 
     fn try_from(args: LinkArgs) -> anyhow::Result<Self> {
         let LinkArgs {
-            from,
-            to,
-            namespace,
-            target_namespace,
+            pair,
             api_server_address,
             gateway_address,
             target_cluster_domain,
@@ -178,10 +190,7 @@ impl TryFrom<LinkArgs> for LinkConfig {
             wait,
             timeout,
         } = args;
-        validate_contexts(&from, &to)?;
-        super::validate_namespace("--namespace", &namespace)?;
-        let target_namespace = target_namespace.unwrap_or_else(|| namespace.clone());
-        super::validate_namespace("--target-namespace", &target_namespace)?;
+        let (from, to, namespace, target_namespace) = pair.resolve()?;
         if let Some(url) = &api_server_address {
             plan::validate_api_server(url)?;
         }
@@ -748,18 +757,12 @@ impl TryFrom<UnlinkArgs> for UnlinkConfig {
 
     fn try_from(args: UnlinkArgs) -> anyhow::Result<Self> {
         let UnlinkArgs {
-            from,
-            to,
-            namespace,
-            target_namespace,
+            pair,
             force,
             timeout,
             target_cluster_name,
         } = args;
-        validate_contexts(&from, &to)?;
-        super::validate_namespace("--namespace", &namespace)?;
-        let target_namespace = target_namespace.unwrap_or_else(|| namespace.clone());
-        super::validate_namespace("--target-namespace", &target_namespace)?;
+        let (from, to, namespace, target_namespace) = pair.resolve()?;
         if let Some(name) = &target_cluster_name {
             crate::identity::validate_cluster_name(name)?;
         }

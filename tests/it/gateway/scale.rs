@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use super::harness::*;
 use super::pki;
 
+/// This test's own loopback address (nothing else in the suite uses it).
+const SCALE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 8, 1);
 const TUNNELS: usize = 10_000;
 /// The gateway container's default memory limit.
 const LIMIT_BYTES: u64 = 256 * 1024 * 1024;
@@ -63,7 +65,7 @@ fn peak_rss(pid: u32) -> u64 {
 }
 
 fn admin_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((SCALE_IP, port)).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
@@ -112,13 +114,11 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let [wa, wc, wk] = pki.write(dir.path(), &pki.west, "west");
     let [ea, ec, ek] = pki.write(dir.path(), &pki.east, "east");
-    let (west_in, west_admin, east_in, east_admin, port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    // Ports on a loopback address of this test's own, held together while picked: the rest of
+    // the suite's client connections take their ephemeral ports on 127.0.0.1, never here.
+    let [west_in, west_admin, east_in, east_admin, port] = free_ports_on(SCALE_IP, 5)[..] else {
+        unreachable!("five ports asked for")
+    };
     let west_cfg = dir.path().join("west.yaml");
     std::fs::write(
         &west_cfg,
@@ -134,7 +134,7 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     std::fs::write(
         &east_cfg,
         format!(
-            "cluster: east\nanchors: {}\nissuerCert: {}\nissuerKey: {}\nlisteners:\n  - port: {port}\n    peer: west\n    authority: {BACKEND}\npeers:\n  - name: west\n    address: 127.0.0.1:{west_in}\n    identity: {WEST_ID}\n",
+            "cluster: east\nanchors: {}\nissuerCert: {}\nissuerKey: {}\nlisteners:\n  - port: {port}\n    peer: west\n    authority: {BACKEND}\npeers:\n  - name: west\n    address: {SCALE_IP}:{west_in}\n    identity: {WEST_ID}\n",
             ea.display(),
             ec.display(),
             ek.display(),
@@ -146,9 +146,9 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
         Command::new(env!("CARGO_BIN_EXE_mc"))
             .args(["gateway", "--config"])
             .arg(cfg)
-            .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args(["--outbound-ip", "127.0.0.1"])
+            .args(["--inbound-addr", &format!("{SCALE_IP}:{inbound}")])
+            .args(["--admin-addr", &format!("{SCALE_IP}:{admin}")])
+            .args(["--outbound-ip", &SCALE_IP.to_string()])
             .env("TOKIO_WORKER_THREADS", "1")
             .stderr(Stdio::null())
             .spawn()
@@ -162,7 +162,7 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     rt.block_on(eventually(
         "a first echo through the pair",
         super::LIMIT,
-        || async { echoes(port).await.then_some(()) },
+        || async { echoes_at((SCALE_IP, port).into()).await.then_some(()) },
     ));
     let (west_base, east_base) = (peak_rss(west_pid), peak_rss(east_pid));
     let open = rt.block_on(async {
@@ -172,7 +172,7 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
             let gate = gate.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
-                let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                let mut s = TcpStream::connect((SCALE_IP, port)).await.unwrap();
                 let sent = payload(i);
                 s.write_all(&sent).await.unwrap();
                 let mut back = vec![0u8; sent.len()];

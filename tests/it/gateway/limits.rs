@@ -52,6 +52,15 @@ async fn a_peers_stream_budget_is_shared_by_its_connections() {
         ..settings()
     };
     let p = pair_with(west_settings, settings()).await;
+    // East's own pool connection (same identity) must be the oldest, so that `b` below cuts it
+    // and not `a`: under load it could otherwise connect after `a`.
+    eventually("east's pool to west to be ready", LIMIT, || async {
+        (p.east
+            .metric("mc_gateway_peer_pool_state{peer=\"west\",state=\"ready\"}")
+            == 1.0)
+            .then_some(())
+    })
+    .await;
     let config = client_config(&p.pki.anchor.cert_pem, Some(east_identity(&p.pki)));
     let addr = p.west.running.inbound_addr;
     let a = h2_connect(addr, config.clone()).await;

@@ -4,7 +4,8 @@
 #   wrk --HTTP/1.1--> east (plain TCP in) ==mTLS, TLS 1.3, client cert==> west --TCP--> backend
 #
 # Scenarios: direct (wrk -> backend), nginx-mtls, haproxy-mtls, mc-mtls (target/release/mc,
-# static --config). Each is measured in two modes with wrk:
+# static --config), and mc-base (the same with the MC_BASE binary, when set). Each is measured
+# in two modes with wrk:
 #   keep-alive  CONNS long-lived client connections: req/s, p50, p99
 #   close       'Connection: close': every request is a new client connection, so nginx/HAProxy
 #               open a new TLS connection east->west per request (with session resumption);
@@ -13,7 +14,9 @@
 # gateway processes. Runs are round-robin over scenarios; medians of REPS runs are reported.
 #
 # Environment [default]:
-#   MC [target/release/mc]   DURATION [5]  REPS [3]  CONNS [32]  WARMUP [1]
+#   MC [target/release/mc]   MC_BASE [unset]: a second mc binary (scenario mc-base), e.g. a
+#     release build of an earlier commit, measured in the same run as a named baseline
+#   DURATION [5]  REPS [3]  CONNS [32]  WARMUP [1]
 #   PIN [1]  pin wrk on CPU LOADGEN_CPU [0], backend + gateways on SUT_CPU [1]
 #   BASE_PORT [29000]   SCENARIOS ["direct nginx-mtls haproxy-mtls mc-mtls"]
 #   OUT [-]   also write the Markdown table to this file
@@ -42,6 +45,14 @@ for bin in nginx haproxy wrk curl openssl taskset awk; do
 done
 [[ -x $MC ]] || die "no mc binary at $MC (cargo build --release)"
 MC=$(cd "$(dirname "$MC")" && pwd)/$(basename "$MC")
+if [[ " $SCENARIOS " == *" mc-base "* ]]; then
+  [[ -x ${MC_BASE:-} ]] || die "scenario mc-base needs MC_BASE=<path to an mc binary>"
+  MC_BASE=$(cd "$(dirname "$MC_BASE")" && pwd)/$(basename "$MC_BASE")
+elif [[ -n ${MC_BASE:-} ]]; then
+  SCENARIOS="$SCENARIOS mc-base"
+  [[ -x $MC_BASE ]] || die "no mc binary at MC_BASE=$MC_BASE"
+  MC_BASE=$(cd "$(dirname "$MC_BASE")" && pwd)/$(basename "$MC_BASE")
+fi
 
 WORK=$(mktemp -d /tmp/mc-bench.XXXXXX)
 PIDS=()
@@ -143,6 +154,39 @@ start_backend() {
   wait_port "$BACKEND_PORT" || die "backend did not start"
 }
 
+# start_mc_pair NAME BINARY EAST_PORT WEST_PORT: an mc gateway pair with a static config.
+start_mc_pair() {
+  local name=$1 bin=$2 e=$3 w=$4 p=$WORK/pki
+  cat >"$WORK/$name-west.yaml" <<CONF
+cluster: west
+anchors: $p/ca.crt
+issuerCert: $p/west-issuer.crt
+issuerKey: $p/west-issuer.key
+exports:
+- name: backend
+  namespace: default
+  ports: [{port: 80, backend: "127.0.0.1:$BACKEND_PORT"}]
+CONF
+  cat >"$WORK/$name-east.yaml" <<CONF
+cluster: east
+anchors: $p/ca.crt
+issuerCert: $p/east-issuer.crt
+issuerKey: $p/east-issuer.key
+listeners:
+- {port: $e, peer: west, authority: "backend.default.svc.cluster.local:80"}
+peers:
+- {name: west, address: "127.0.0.1:$w", identity: mc-gateway.mc-system.west.cluster.local}
+CONF
+  # One worker thread each, like the one-worker nginx/HAProxy they are compared with.
+  TOKIO_WORKER_THREADS=1 start "$name-west" "$bin" gateway --config "$WORK/$name-west.yaml" \
+    --inbound-addr "127.0.0.1:$w" --admin-addr "127.0.0.1:$((e + 3))"
+  wait_port "$w" || { cat "$WORK/$name-west.log" >&2; die "mc west did not start"; }
+  TOKIO_WORKER_THREADS=1 start "$name-east" "$bin" gateway --config "$WORK/$name-east.yaml" \
+    --inbound-addr "127.0.0.1:$((e + 4))" --admin-addr "127.0.0.1:$((e + 2))" \
+    --outbound-ip 127.0.0.1
+  GATEWAY_PIDS[$name]="$(<"$WORK/$name-east.pid") $(<"$WORK/$name-west.pid")"
+}
+
 # Ports of scenario i: east = BASE+100+10i, west = east+1, admin ports east+2/east+3.
 declare -A EAST_PORT GATEWAY_PIDS
 start_scenario() {
@@ -215,35 +259,8 @@ CONF
       wait_port "$w" || die "haproxy west did not start"
       start haproxy-east haproxy -db -f "$WORK/haproxy-east.cfg"
       GATEWAY_PIDS[$name]="$(<"$WORK/haproxy-east.pid") $(<"$WORK/haproxy-west.pid")" ;;
-    mc-mtls)
-      cat >"$WORK/mc-west.yaml" <<CONF
-cluster: west
-anchors: $p/ca.crt
-issuerCert: $p/west-issuer.crt
-issuerKey: $p/west-issuer.key
-exports:
-  - name: backend
-    namespace: default
-    ports: [{port: 80, backend: "127.0.0.1:$BACKEND_PORT"}]
-CONF
-      cat >"$WORK/mc-east.yaml" <<CONF
-cluster: east
-anchors: $p/ca.crt
-issuerCert: $p/east-issuer.crt
-issuerKey: $p/east-issuer.key
-listeners:
-  - {port: $e, peer: west, authority: "backend.default.svc.cluster.local:80"}
-peers:
-  - {name: west, address: "127.0.0.1:$w", identity: mc-gateway.mc-system.west.cluster.local}
-CONF
-      # One worker thread each, like the one-worker nginx/HAProxy they are compared with.
-      TOKIO_WORKER_THREADS=1 start mc-west "$MC" gateway --config "$WORK/mc-west.yaml" \
-        --inbound-addr "127.0.0.1:$w" --admin-addr "127.0.0.1:$((e + 3))"
-      wait_port "$w" || { cat "$WORK/mc-west.log" >&2; die "mc west did not start"; }
-      TOKIO_WORKER_THREADS=1 start mc-east "$MC" gateway --config "$WORK/mc-east.yaml" \
-        --inbound-addr "127.0.0.1:$((e + 4))" --admin-addr "127.0.0.1:$((e + 2))" \
-        --outbound-ip 127.0.0.1
-      GATEWAY_PIDS[$name]="$(<"$WORK/mc-east.pid") $(<"$WORK/mc-west.pid")" ;;
+    mc-mtls) start_mc_pair "$name" "$MC" "$e" "$w" ;;
+    mc-base) start_mc_pair "$name" "$MC_BASE" "$e" "$w" ;;
     *) die "unknown scenario $name" ;;
   esac
   wait_port "$e" || die "$name: east did not listen on $e"
@@ -361,6 +378,20 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) p
       r+=("$(ratio "${RSS[$s]}" "${RSS[nginx-mtls]}")")
       printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s/nginx" "${r[@]}"
     done
+  fi
+  if [[ " $SCENARIOS " == *" mc-mtls "* && " $SCENARIOS " == *" mc-base "* ]]; then
+    echo
+    echo "mc-mtls against the named baseline mc-base ($MC_BASE) in the same run:"
+    echo
+    echo "| | keep-alive req/s | ka p50 | ka p99 | close conn/s | close p50 | close p99 | CPU/req ka | CPU/req close | peak RSS |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    r=()
+    for mc_col in "keep-alive 4" "keep-alive 5" "keep-alive 6" "close 4" "close 5" "close 6" "keep-alive 9" "close 9"; do
+      read -r m c <<<"$mc_col"
+      r+=("$(ratio "$(col mc-mtls "$m" "$c")" "$(col mc-base "$m" "$c")")")
+    done
+    r+=("$(ratio "${RSS[mc-mtls]}" "${RSS[mc-base]}")")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "mc-mtls/mc-base" "${r[@]}"
   fi
   echo
   echo "Median machine busy % during the runs (all CPUs, includes the benchmark itself): $(awk -F'\t' '{print $10}' "$WORK/results.tsv" | median)"

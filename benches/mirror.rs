@@ -21,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResourceExt, ResourceExt};
-use mc::k8s::{Link, LinkSpec};
+use mc::k8s::{Link, LinkSpec, TrafficSplit};
 use mc::sim::{SimCluster, SimConfig};
 use serde_json::json;
 
@@ -139,10 +139,12 @@ async fn run(n: usize) {
         .create(&pp, &ns_obj("mc-system"))
         .await
         .expect("ns");
-    Api::<CustomResourceDefinition>::all(ec.clone())
-        .create(&pp, &Link::crd())
-        .await
-        .expect("crd");
+    for crd in [Link::crd(), TrafficSplit::crd()] {
+        Api::<CustomResourceDefinition>::all(ec.clone())
+            .create(&pp, &crd)
+            .await
+            .expect("crd");
+    }
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "mc-config", "namespace": "mc-system"},
         "data": {"clusterName": "east", "trustDomain": "cluster.local", "ca-bundle.crt": "unused",

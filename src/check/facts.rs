@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::k8s::{Link, McConfig};
+use crate::k8s::{Link, McConfig, TrafficSplit};
 
 /// `Err(reason)` when the read itself failed (network, RBAC); the reason is shown to the user.
 pub type Read<T> = Result<T, String>;
@@ -18,8 +18,8 @@ pub struct ClusterFacts {
     /// `/version`: `(major, minor, gitVersion)`. An error here means the API is unreachable and
     /// nothing else was read.
     pub version: Read<(u32, u32, String)>,
-    /// `links.mc.dev`: `None` when absent, `Some(established)`.
-    pub crd: Read<Option<bool>>,
+    /// The CustomResourceDefinitions mc installs, by name: `None` when absent, `Some(established)`.
+    pub crds: Vec<(String, Read<Option<bool>>)>,
     /// RBAC objects `mc install` renders: `(kind, name, present)`.
     pub rbac_objects: Read<Vec<(String, String, bool)>>,
     /// What the components' ServiceAccounts may do (SelfSubjectAccessReview as each of them);
@@ -45,6 +45,8 @@ pub struct ClusterFacts {
     pub exported: Read<Vec<(String, bool)>>,
     /// ServiceAccounts `mc-remote-access-*` in the namespace (the sources linked to this cluster).
     pub remote_accounts: Read<Vec<String>>,
+    /// TrafficSplits in every namespace.
+    pub splits: Read<Vec<TrafficSplit>>,
 }
 
 impl ClusterFacts {
@@ -56,7 +58,7 @@ impl ClusterFacts {
             context: context.to_owned(),
             namespace: namespace.to_owned(),
             version: Err(no()),
-            crd: Err(no()),
+            crds: Vec::new(),
             rbac_objects: Err(no()),
             access: Err(no()),
             access_by_rules: None,
@@ -70,6 +72,7 @@ impl ClusterFacts {
             mirrors: Err(no()),
             exported: Err(no()),
             remote_accounts: Err(no()),
+            splits: Err(no()),
         }
     }
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, CustomResourceExt as _, ResourceExt};
 
 use super::facts::{
     AccessFact, ClusterFacts, Credentials, DeploymentFact, DeploymentState, GatewayServiceFact,
@@ -25,7 +25,7 @@ use crate::k8s::{
     ClusterRoleBinding, ConfigMap, CustomResourceDefinition, Deployment, Event, GATEWAY_NAME,
     GATEWAY_PORT, ISSUER_SECRET, LABEL_EXPORTED, LABEL_MIRROR_OF, LINK_SECRET_KEY, Link,
     MIRROR_NAME, McConfig, Namespace, REMOTE_ACCESS_ROLE, Role, RoleBinding, Secret, Service,
-    ServiceAccount,
+    ServiceAccount, TrafficSplit,
 };
 
 /// How long one TLS handshake with the gateway may take.
@@ -73,20 +73,20 @@ pub async fn cluster(mut config: kube::Config, context: &str, namespace: &str) -
         return f;
     }
     let ns = namespace;
-    f.crd = get_opt(
-        &Api::<CustomResourceDefinition>::all(client.clone()),
-        "links.mc.dev",
-    )
-    .await
-    .map(|crd| {
-        crd.map(|c| {
-            c.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
-    });
+    for name in [Link::crd_name(), TrafficSplit::crd_name()] {
+        let established = get_opt(&Api::<CustomResourceDefinition>::all(client.clone()), name)
+            .await
+            .map(|crd| {
+                crd.map(|c| {
+                    c.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+            });
+        f.crds.push((name.to_owned(), established));
+    }
     f.rbac_objects = rbac_objects(&client, ns).await;
     (f.access, f.access_by_rules) = access(&client, &config, ns).await;
     f.namespace_exists = get_opt(&Api::<Namespace>::all(client.clone()), ns)
@@ -161,6 +161,11 @@ pub async fn cluster(mut config: kube::Config, context: &str, namespace: &str) -
                 .filter(|n| n.starts_with(&format!("{REMOTE_ACCESS_ROLE}-")))
                 .collect()
         })
+        .map_err(|e| reason(&e));
+    f.splits = Api::<TrafficSplit>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
         .map_err(|e| reason(&e));
     f
 }

@@ -43,15 +43,26 @@ pub enum Category {
     Install,
     Identity,
     Links,
+    Splits,
 }
 
 impl Category {
+    /// Every category, in print order.
+    pub const ALL: [Category; 5] = [
+        Category::Kubernetes,
+        Category::Install,
+        Category::Identity,
+        Category::Links,
+        Category::Splits,
+    ];
+
     pub fn title(self) -> &'static str {
         match self {
             Category::Kubernetes => "kubernetes",
             Category::Install => "install",
             Category::Identity => "identity",
             Category::Links => "links",
+            Category::Splits => "traffic splits",
         }
     }
 }

@@ -80,12 +80,7 @@ pub fn text(checks: &[Check], style: Style) -> String {
                 "=".repeat(8 + context.len())
             );
         }
-        for category in [
-            Category::Kubernetes,
-            Category::Install,
-            Category::Identity,
-            Category::Links,
-        ] {
+        for category in Category::ALL {
             let lines: Vec<&Check> = checks
                 .iter()
                 .filter(|c| c.context == *context && c.category == category)

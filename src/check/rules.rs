@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kube::ResourceExt as _;
+use kube::{CustomResourceExt as _, ResourceExt as _};
 
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -16,7 +16,7 @@ use super::{Category, Check, DOCS, Outcome};
 use crate::identity::store::rfc3339;
 use crate::identity::verify::{Validity, validity_at};
 use crate::k8s::link::{Condition, condition};
-use crate::k8s::{McConfig, link_secret_name, remote_access_account};
+use crate::k8s::{McConfig, TrafficSplit, link_secret_name, remote_access_account};
 use crate::mirror::observe::DAISY_CHAIN;
 use crate::mirror::status::reason;
 
@@ -61,6 +61,8 @@ pub const IDS: &[&str] = &[
     "mirrors-without-link",
     "outbound-ports",
     "exported-mirrors",
+    "traffic-splits",
+    "traffic-split",
 ];
 
 /// Every check of every cluster, in print order.
@@ -143,7 +145,108 @@ pub fn cluster(f: &ClusterFacts, now: OffsetDateTime) -> Vec<Check> {
     identity(&mut l, f, &config, now);
     l.category = Category::Links;
     links(&mut l, f, &config, now);
+    l.category = Category::Splits;
+    splits(&mut l, f);
     l.out
+}
+
+/// One line per TrafficSplit (nothing when there is none): is it routed, and does every backend
+/// with a weight take its share. A split whose CRD is missing was already reported by `crd`.
+fn splits(l: &mut Lines<'_>, f: &ClusterFacts) {
+    let crd_ok = f
+        .crds
+        .iter()
+        .any(|(n, e)| n == TrafficSplit::crd_name() && *e == Ok(Some(true)));
+    let splits = match &f.splits {
+        Ok(splits) => splits,
+        Err(_) if !crd_ok => return,
+        Err(e) => {
+            l.fail(
+                "traffic-splits",
+                "TrafficSplits can be listed",
+                format!("cannot list TrafficSplits: {e}"),
+                "check your access",
+            );
+            return;
+        }
+    };
+    let waiting = "check that the mc-mirror Deployment is available";
+    for split in splits {
+        let ns = split.namespace().unwrap_or_default();
+        let name = format!("TrafficSplit {ns}/{} is routed", split.name_any());
+        let describe = format!(
+            "see `kubectl describe trafficsplit -n {ns} {}`",
+            split.name_any()
+        );
+        let Some(status) = &split.status else {
+            l.warn(
+                "traffic-split",
+                name,
+                "the mirror controller has not routed it yet",
+                waiting,
+            );
+            continue;
+        };
+        if let Some(conflict) = &status.conflict {
+            l.fail(
+                "traffic-split",
+                name,
+                format!("not routed: {conflict}"),
+                &describe,
+            );
+            continue;
+        }
+        let generation = split.metadata.generation;
+        if generation.is_some() && status.observed_generation != generation {
+            l.warn(
+                "traffic-split",
+                name,
+                format!(
+                    "the mirror controller has not routed generation {} yet (status is of generation {})",
+                    generation.unwrap_or_default(),
+                    status
+                        .observed_generation
+                        .map_or_else(|| "none".to_owned(), |g| g.to_string())
+                ),
+                waiting,
+            );
+            continue;
+        }
+        let out: Vec<String> = status
+            .backends
+            .iter()
+            .filter(|b| b.weight > 0 && b.effective_weight == 0)
+            .map(|b| format!("{}: {}", b.service, b.reason.as_deref().unwrap_or("out")))
+            .collect();
+        let weights = status.weights.clone().unwrap_or_default();
+        let fix = format!(
+            "create the missing backend Services or restore their clusters' gateways (the link-gateway check of their Link); {describe}"
+        );
+        if status.backends.iter().all(|b| b.effective_weight == 0) {
+            l.fail(
+                "traffic-split",
+                name,
+                format!(
+                    "no backend takes connections, so they are refused{}",
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", out.join("; "))
+                    }
+                ),
+                &fix,
+            );
+        } else if !out.is_empty() {
+            l.warn(
+                "traffic-split",
+                name,
+                format!("routing {weights}; out of the split: {}", out.join("; ")),
+                &fix,
+            );
+        } else {
+            l.ok("traffic-split", name, format!("routing {weights}"));
+        }
+    }
 }
 
 /// False when the API is not reachable (nothing else can be checked).
@@ -175,27 +278,29 @@ fn kubernetes(l: &mut Lines<'_>, f: &ClusterFacts) -> bool {
             "upgrade the cluster",
         );
     }
-    let crd = "Link CRD links.mc.dev is established";
-    match &f.crd {
-        Ok(Some(true)) => l.ok("crd", crd, "established"),
-        Ok(Some(false)) => l.fail(
-            "crd",
-            crd,
-            "the CustomResourceDefinition exists but is not Established",
-            "see `kubectl describe crd links.mc.dev`",
-        ),
-        Ok(None) => l.fail(
-            "crd",
-            crd,
-            "CustomResourceDefinition links.mc.dev not found",
-            "apply the output of `mc install`",
-        ),
-        Err(e) => l.fail(
-            "crd",
-            crd,
-            format!("cannot read it: {e}"),
-            "check your access",
-        ),
+    for (crd, established) in &f.crds {
+        let name = format!("CRD {crd} is established");
+        match established {
+            Ok(Some(true)) => l.ok("crd", name, "established"),
+            Ok(Some(false)) => l.fail(
+                "crd",
+                name,
+                "the CustomResourceDefinition exists but is not Established",
+                &format!("see `kubectl describe crd {crd}`"),
+            ),
+            Ok(None) => l.fail(
+                "crd",
+                name,
+                format!("CustomResourceDefinition {crd} not found"),
+                "apply the output of `mc install`",
+            ),
+            Err(e) => l.fail(
+                "crd",
+                name,
+                format!("cannot read it: {e}"),
+                "check your access",
+            ),
+        }
     }
     let objects = "RBAC objects of mc are present";
     match &f.rbac_objects {

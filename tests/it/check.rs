@@ -430,6 +430,60 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
     .await;
     passes(kc, &both).await;
 
+    // A TrafficSplit over west's mirror and a Service that does not exist: routed, with one
+    // backend out (a warning that names it); over the missing one alone, every connection is
+    // refused (a failure); deleted, nothing is left to check.
+    let split = |backends: &str| {
+        format!(
+            "apiVersion: mc.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {{name: web, namespace: default}}\nspec:\n  service: web\n  backends: {backends}\n"
+        )
+    };
+    let file = p.east.dir.path().join("split.yaml");
+    std::fs::write(
+        &file,
+        split("[{service: backend-west, weight: 50}, {service: web-v2, weight: 50}]"),
+    )
+    .unwrap();
+    kubectl_ok(&p.east, &["apply", "-f", file.to_str().unwrap()]).await;
+    let doc = eventually("the split routed with web-v2 out", LIMIT, || async {
+        let (_, doc) = check(kc, &both).await;
+        let c = find(&doc, "east", "traffic-split");
+        let out = c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("out of the split");
+        (c["result"] == "warning" && out).then_some(doc)
+    })
+    .await;
+    let c = find(&doc, "east", "traffic-split");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("backend-west=50")
+            && message.contains("Service default/web-v2 does not exist"),
+        "{c}"
+    );
+    assert_eq!(failures(&doc), Failures::new(), "{doc:#}");
+    std::fs::write(&file, split("[{service: web-v2, weight: 50}]")).unwrap();
+    kubectl_ok(&p.east, &["apply", "-f", file.to_str().unwrap()]).await;
+    let doc = until_failing(kc, &both, &[("east", "traffic-split")]).await;
+    assert!(
+        find(&doc, "east", "traffic-split")["message"]
+            .as_str()
+            .unwrap()
+            .contains("no backend takes connections"),
+        "{doc:#}"
+    );
+    kubectl_ok(&p.east, &["delete", "-f", file.to_str().unwrap()]).await;
+    let doc = passes(kc, &both).await;
+    assert!(
+        !doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "traffic-split"),
+        "{doc:#}"
+    );
+
     // East's controller stops, then west stops exporting backend: its mirror is an orphan.
     // Starting the controller again removes it.
     scale(&p.east, "mc-mirror", 0).await;

@@ -10,7 +10,8 @@ use crate::check::facts::{
 };
 use crate::identity::pki::{self, CertKeyPem};
 use crate::k8s::link::{Condition, Conflict, GatewayStatus, LatencyMs, LinkStatus};
-use crate::k8s::{Link, LinkSpec};
+use crate::k8s::split::{BackendStatus, TrafficSplitBackend};
+use crate::k8s::{Link, LinkSpec, TrafficSplit, TrafficSplitSpec, TrafficSplitStatus};
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -141,12 +142,57 @@ fn mirror(service: &str, remote: &str, port: u16) -> MirrorFact {
     }
 }
 
+/// A 50/50 split over a local Service and west's mirror, routed.
+fn split() -> TrafficSplit {
+    let mut t = TrafficSplit::new(
+        "web",
+        TrafficSplitSpec {
+            service: "web".into(),
+            backends: vec![
+                TrafficSplitBackend {
+                    service: "web-east".into(),
+                    weight: 50,
+                },
+                TrafficSplitBackend {
+                    service: "web-west".into(),
+                    weight: 50,
+                },
+            ],
+        },
+    );
+    t.metadata.namespace = Some("default".into());
+    t.metadata.generation = Some(2);
+    let backend = |service: &str, cluster: Option<&str>| BackendStatus {
+        service: service.into(),
+        weight: 50,
+        effective_weight: 50,
+        cluster: cluster.map(Into::into),
+        reason: None,
+    };
+    t.status = Some(TrafficSplitStatus {
+        ports: vec![],
+        backends: vec![backend("web-east", None), backend("web-west", Some("west"))],
+        weights: Some("web-east=50,web-west=50".into()),
+        conflict: None,
+        observed_generation: Some(2),
+    });
+    t
+}
+
+fn split_status(f: &mut ClusterFacts) -> &mut TrafficSplitStatus {
+    f.splits.as_mut().unwrap()[0].status.as_mut().unwrap()
+}
+
 /// A healthy east, linked to a healthy west that it reads live.
 fn healthy() -> ClusterFacts {
     let p = pki();
     let mut f = ClusterFacts::unread("east", "mc-system");
     f.version = Ok((1, 32, "v1.32.4".into()));
-    f.crd = Ok(Some(true));
+    f.crds = vec![
+        ("links.mc.dev".into(), Ok(Some(true))),
+        ("trafficsplits.mc.dev".into(), Ok(Some(true))),
+    ];
+    f.splits = Ok(vec![split()]);
     f.rbac_objects = Ok(vec![("ClusterRole".into(), "mc-mirror".into(), true)]);
     f.access = Ok(vec![AccessFact {
         account: "mc-mirror".into(),
@@ -221,12 +267,7 @@ fn a_healthy_cluster_passes_every_check_in_every_category() {
     let checks = cluster(&healthy(), now());
     let bad: Vec<&Check> = checks.iter().filter(|c| c.result != Outcome::Ok).collect();
     assert!(bad.is_empty(), "{bad:#?}");
-    for category in [
-        Category::Kubernetes,
-        Category::Install,
-        Category::Identity,
-        Category::Links,
-    ] {
+    for category in Category::ALL {
         assert!(
             checks.iter().any(|c| c.category == category),
             "{category:?}"
@@ -250,11 +291,63 @@ fn each_broken_fact_fails_or_warns_exactly_its_check() {
             |f| f.version = Ok((1, 26, "v1.26.0".into())),
             vec![("k8s-version", Error)],
         ),
-        ("CRD missing", |f| f.crd = Ok(None), vec![("crd", Error)]),
+        (
+            "CRD missing",
+            |f| f.crds[0].1 = Ok(None),
+            vec![("crd", Error)],
+        ),
         (
             "CRD not established",
-            |f| f.crd = Ok(Some(false)),
+            |f| f.crds[0].1 = Ok(Some(false)),
             vec![("crd", Error)],
+        ),
+        (
+            // One red line: the splits are not listed a second time as unreadable.
+            "TrafficSplit CRD missing",
+            |f| {
+                f.crds[1].1 = Ok(None);
+                f.splits = Err("the server could not find the requested resource".into());
+            },
+            vec![("crd", Error)],
+        ),
+        (
+            "TrafficSplits unreadable",
+            |f| f.splits = Err("forbidden".into()),
+            vec![("traffic-splits", Error)],
+        ),
+        (
+            "split in conflict",
+            |f| split_status(f).conflict = Some("the apex Service is not mc's".into()),
+            vec![("traffic-split", Error)],
+        ),
+        (
+            "split not routed yet",
+            |f| f.splits.as_mut().unwrap()[0].status = None,
+            vec![("traffic-split", Warning)],
+        ),
+        (
+            "split spec changed, not routed yet",
+            |f| f.splits.as_mut().unwrap()[0].metadata.generation = Some(3),
+            vec![("traffic-split", Warning)],
+        ),
+        (
+            "split failed over",
+            |f| {
+                let b = &mut split_status(f).backends[1];
+                b.effective_weight = 0;
+                b.reason = Some("the gateway of west is not alive (Link west); failed over".into());
+            },
+            vec![("traffic-split", Warning)],
+        ),
+        (
+            "split with no backend up",
+            |f| {
+                for b in &mut split_status(f).backends {
+                    b.effective_weight = 0;
+                    b.reason = Some("Service default/web does not exist".into());
+                }
+            },
+            vec![("traffic-split", Error)],
         ),
         (
             "RBAC object missing",

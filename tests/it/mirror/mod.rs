@@ -535,7 +535,7 @@ async fn a_service_mc_does_not_own_is_left_alone_and_reported_and_two_replicas_e
 /// reach the backend behind west's ClusterIP and come back intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported() {
-    use crate::gateway::harness::{echo_at, roundtrip_at};
+    use crate::gateway::harness::{echo_at, roundtrip};
     use mc::gateway::source_kube;
     let trust = Trust::new();
     let (east, west) = tokio::join!(installed(&trust, "east", 11), installed(&trust, "west", 12));
@@ -604,7 +604,7 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
     let outbound: std::net::SocketAddr = format!("{east_ip}:{port}").parse().unwrap();
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let back = eventually("bytes through east -> west", LIMIT, || async {
-        roundtrip_at(outbound, &payload)
+        roundtrip(outbound, &payload)
             .await
             .ok()
             .filter(|b| b.len() == payload.len())
@@ -626,7 +626,7 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
     west.kubectl_ok(&["label", "service", "backend-svc", "mc.dev/exported-"])
         .await;
     eventually("new connections to be refused", LIMIT, || async {
-        let r = roundtrip_at(outbound, b"ping").await;
+        let r = roundtrip(outbound, b"ping").await;
         r.map_or(true, |b| b.is_empty()).then_some(())
     })
     .await;

@@ -61,16 +61,19 @@ where
 // it is a [`DeadPort`] (bound, never listening) when it must refuse connections.
 //
 // Linux routes all of 127.0.0.0/8 to `lo`; the suite uses it as follows (keep this up to date):
-// - 127.0.0.1: port 0 only (servers that report their address, and every client's source);
-// - 127.0.0.2-3: source addresses of gateway::silent_connections... (clients, port 0);
-// - 127.0.0.42, 127.0.0.77-78, 127.0.9.x: mirror tests (addresses in objects, own listeners);
+// - 127.0.0.1: port 0 only (servers that report their address) and every client's source;
+// - 127.0.0.2-3: client sources in gateway::silent_connections_filling_the_handshake_slots...;
 // - 127.10.0.0/16: the sim's default ClusterIPs (its Pods 127.100, its LoadBalancers 127.200);
-// - 127.20-27: node tests' clusters (Pods 127.110-117, LoadBalancers 127.210-217);
+// - 127.20-27: node and check tests' clusters (Pods 127.110-117, LoadBalancers 127.210-217);
 // - 127.40-59: [`installed`] clusters, by index;
 // - 127.61-62: gateway::kube's clusters;
-// - 127.63-64: `mc demo`'s clusters;
-// - 127.70.0.0/16: [`Loopback::lease`], one address per test that asks;
-// - 127.90-91: the mirror benchmark's clusters.
+// - 127.63-64: `mc demo`'s clusters (Pods 127.153-154, LoadBalancers 127.253-254);
+// - 127.70.0.0/16: [`Loopback::lease`], one address per lease;
+// - benchmarks, run apart from the suite: 127.30-69 (benches/node.rs, Pods 127.120-159) and
+//   127.90-91 (benches/mirror.rs).
+// Addresses that only appear in objects (127.0.0.77 as a gateway endpoint) bind nothing.
+// The fixed cluster ranges are per test, not per process: two runs of the suite at once on
+// one machine can still collide there (leases cannot).
 
 /// First address [`Loopback::lease`] hands out is in this /16.
 const LEASE_NET: Ipv4Addr = Ipv4Addr::new(127, 70, 0, 0);

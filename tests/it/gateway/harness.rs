@@ -1,5 +1,6 @@
 //! Building blocks: echo backends that count connections, an in-process gateway pair with
-//! tables the test can change, a raw HTTP/2 CONNECT client, and polling helpers.
+//! tables the test can change, `mc gateway` child processes that report the addresses they
+//! bound, a raw HTTP/2 CONNECT client, and polling helpers.
 
 use std::collections::HashMap;
 use std::io::BufRead;

@@ -265,12 +265,10 @@ mod tests {
         let b = burst(addr, 20, 4).await;
         assert_eq!(b.answers, BTreeMap::from([("pod-a".to_owned(), 20)]));
         assert_eq!(b.failures, 0);
-        // Nothing listens on a just-closed port.
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let b = burst(closed, 5, 2).await;
+        // Bound but not listening: the port refuses connections and stays ours meanwhile.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = burst(held.local_addr().unwrap(), 5, 2).await;
         assert_eq!((b.answers.len(), b.failures), (0, 5));
     }
 }

@@ -1,14 +1,17 @@
-//! Shared test support: one `eventually`, clusters with mc installed from one trust anchor,
-//! links written the way `mc link` writes them, and child processes that die with their test.
+//! Shared test support: one `eventually`, addresses and ports a test owns, clusters with mc
+//! installed from one trust anchor, links written the way `mc link` writes them, and child
+//! processes that die with their test.
 //!
 //! Children stay in the test binary's process group on purpose: Ctrl-C in a terminal then reaches
 //! them too. A failing test unwinds, and `KillOnDrop` kills and reaps its children on the way.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -46,6 +49,93 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Ports. A test never picks a port by binding port 0, dropping the socket and reusing the
+// number: between the drop and the reuse any process (another test's client, another engineer's
+// suite) may take it. Instead the port is owned by whatever listens (bind port 0 and read
+// `local_addr()`: in-process listeners, and `mc gateway` children, which log the addresses they
+// bound), or it sits on a loopback address the test leases ([`Loopback`]) when the number has
+// to be known before anything listens (a gateway's outbound port is a key of its tables), or
+// it is a [`DeadPort`] (bound, never listening) when it must refuse connections.
+//
+// Linux routes all of 127.0.0.0/8 to `lo`; the suite uses it as follows (keep this up to date):
+// - 127.0.0.1: port 0 only (servers that report their address) and every client's source;
+// - 127.0.0.2-3: client sources in gateway::silent_connections_filling_the_handshake_slots...;
+// - 127.10.0.0/16: the sim's default ClusterIPs (its Pods 127.100, its LoadBalancers 127.200);
+// - 127.20-27: node and check tests' clusters (Pods 127.110-117, LoadBalancers 127.210-217);
+// - 127.40-59: [`installed`] clusters, by index;
+// - 127.61-62: gateway::kube's clusters;
+// - 127.63-64: `mc demo`'s clusters (Pods 127.153-154, LoadBalancers 127.253-254);
+// - 127.70.0.0/16: [`Loopback::lease`], one address per lease;
+// - benchmarks, run apart from the suite: 127.30-69 (benches/node.rs, Pods 127.120-159) and
+//   127.90-91 (benches/mirror.rs).
+// Addresses that only appear in objects (127.0.0.77 as a gateway endpoint) bind nothing.
+// The fixed cluster ranges are per test, not per process: two runs of the suite at once on
+// one machine can still collide there (leases cannot).
+
+/// First address [`Loopback::lease`] hands out is in this /16.
+const LEASE_NET: Ipv4Addr = Ipv4Addr::new(127, 70, 0, 0);
+/// The port whose binding on an address is the lease of that address. Below the ephemeral
+/// range (32768-60999 on Linux), so no client connection can hold it by chance.
+const LEASE_PORT: u16 = 32767;
+
+/// A loopback address of the test's own, for ports whose numbers must be fixed before anything
+/// listens on them. The lease is a bound, non-listening socket on [`LEASE_PORT`] of the address,
+/// held while the value lives: another test, or a concurrent run of the suite in another
+/// process, that tries the same address fails to bind it and moves on, and the kernel ends the
+/// lease when the process dies, however it dies. Fixed ports below 32768 on the address then
+/// collide with nothing: connections to 127/8 leave from 127.0.0.1.
+pub struct Loopback {
+    pub ip: Ipv4Addr,
+    _lease: tokio::net::TcpSocket,
+}
+
+impl Loopback {
+    pub fn lease() -> Loopback {
+        // Processes start at different points of the range, so that concurrent runs rarely
+        // probe the same addresses.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let start = std::process::id().wrapping_mul(40503);
+        for _ in 0..1024 {
+            let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 0xfffe + 1;
+            let ip = Ipv4Addr::from(u32::from(LEASE_NET) + n);
+            let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+            match socket.bind((ip, LEASE_PORT).into()) {
+                Ok(()) => {
+                    return Loopback { ip, _lease: socket };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => panic!("cannot lease {ip}: {e}"),
+            }
+        }
+        panic!(
+            "no free loopback address in {LEASE_NET}/16 (is something bound to 0.0.0.0:{LEASE_PORT}?)"
+        );
+    }
+
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        (self.ip, port).into()
+    }
+}
+
+/// A port that refuses connections for as long as the value lives: bound, never listening, so
+/// a connection gets a reset and nothing else can take the port meanwhile.
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _held: tokio::net::TcpSocket,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let held = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        held.bind("127.0.0.1:0".parse().unwrap())
+            .expect("a port on 127.0.0.1");
+        DeadPort {
+            addr: held.local_addr().unwrap(),
+            _held: held,
+        }
     }
 }
 
@@ -318,4 +408,32 @@ fn a_missing_kubectl_is_named_with_what_to_do() {
     let err = std::io::Error::from(std::io::ErrorKind::NotFound);
     let text = spawn_error(&Command::new("kubectl"), &err);
     assert!(text.contains("needs kubectl on PATH"), "{text}");
+}
+
+#[test]
+fn a_leased_address_is_the_holders_until_the_lease_is_dropped() {
+    let (a, b) = (Loopback::lease(), Loopback::lease());
+    assert_ne!(a.ip, b.ip);
+    // What another process trying the same address meets.
+    let lease_of_a = a.addr(LEASE_PORT);
+    let bind = || tokio::net::TcpSocket::new_v4()?.bind(lease_of_a);
+    assert_eq!(
+        bind().unwrap_err().kind(),
+        std::io::ErrorKind::AddrInUse,
+        "{} was leased twice",
+        a.ip
+    );
+    let ip = a.ip;
+    drop(a);
+    assert!(
+        bind().is_ok(),
+        "{ip} stayed leased after its lease was dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_port_refuses_connections() {
+    let dead = DeadPort::new();
+    let err = tokio::net::TcpStream::connect(dead.addr).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }

@@ -1,8 +1,11 @@
 //! Building blocks: echo backends that count connections, an in-process gateway pair with
-//! tables the test can change, a raw HTTP/2 CONNECT client, and polling helpers.
+//! tables the test can change, `mc gateway` child processes that report the addresses they
+//! bound, a raw HTTP/2 CONNECT client, and polling helpers.
 
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,7 +26,11 @@ pub const WEST_ID: &str = "mc-gateway.mc-system.west.cluster.local";
 pub const BACKEND: &str = "backend.default.svc.cluster.local:8888";
 pub const PRIVATE: &str = "private.default.svc.cluster.local:80";
 
-pub use crate::support::{eventually, init};
+/// East's outbound port for backend.default (west) in the in-process pairs: fixed, since it is a
+/// key of east's tables, and on a [`Loopback`] of the test's own, so that it is never taken.
+pub const OUTBOUND_PORT: u16 = 4140;
+
+pub use crate::support::{DeadPort, KillOnDrop, Loopback, eventually, init};
 
 pub struct Echo {
     pub addr: SocketAddr,
@@ -60,33 +67,8 @@ pub async fn echo_at(addr: SocketAddr) -> Echo {
     Echo { addr, accepted }
 }
 
-/// `n` distinct ports free on `ip`, all chosen while held so that they cannot repeat. On an IP
-/// of its own a test cannot collide with the ephemeral ports other tests' clients use on
-/// 127.0.0.1 (which is what a port from [`free_port`] can, between picking and binding).
-pub fn free_ports_on(ip: std::net::Ipv4Addr, n: usize) -> Vec<u16> {
-    let held: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind((ip, 0)).unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Sends `payload`, half-closes, returns everything read back.
-pub async fn roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
-    roundtrip_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload).await
-}
-
-/// [`roundtrip`] to any address.
-pub async fn roundtrip_at(addr: std::net::SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+pub async fn roundtrip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let stage = |what: &'static str| {
         move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
     };
@@ -98,19 +80,14 @@ pub async fn roundtrip_at(addr: std::net::SocketAddr, payload: &[u8]) -> std::io
     Ok(out)
 }
 
-/// Whether an echo through `port` currently works.
-pub async fn echoes(port: u16) -> bool {
-    echoes_at(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await
-}
-
-/// Waits until the east listener on `port` echoes, then opens one tunnel through it and proves it
+/// Waits until the east listener on `addr` echoes, then opens one tunnel through it and proves it
 /// carries `greeting` both ways; the tunnel stays open for the caller.
-pub async fn open_tunnel(port: u16, greeting: &[u8]) -> TcpStream {
+pub async fn open_tunnel(addr: SocketAddr, greeting: &[u8]) -> TcpStream {
     eventually("a first echo", super::LIMIT, || async {
-        echoes(port).await.then_some(())
+        echoes(addr).await.then_some(())
     })
     .await;
-    let mut open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut open = TcpStream::connect(addr).await.unwrap();
     let mut buf = vec![0u8; greeting.len()];
     open.write_all(greeting).await.unwrap();
     open.read_exact(&mut buf).await.unwrap();
@@ -118,11 +95,11 @@ pub async fn open_tunnel(port: u16, greeting: &[u8]) -> TcpStream {
     open
 }
 
-/// [`echoes`] through a listener on any address.
-pub async fn echoes_at(addr: std::net::SocketAddr) -> bool {
+/// Whether an echo through a listener on `addr` currently works.
+pub async fn echoes(addr: SocketAddr) -> bool {
     let payload = b"ping through the gateways";
     matches!(
-        tokio::time::timeout(Duration::from_secs(10), roundtrip_at(addr, payload)).await,
+        tokio::time::timeout(Duration::from_secs(10), roundtrip(addr, payload)).await,
         Ok(Ok(ref v)) if v == payload
     )
 }
@@ -148,6 +125,14 @@ pub fn settings() -> Settings {
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         outbound_ip: "127.0.0.1".parse().unwrap(),
         ..Settings::default()
+    }
+}
+
+/// [`settings`] with the outbound listeners on `lo` (fixed ports there are the test's own).
+pub fn settings_on(lo: &Loopback) -> Settings {
+    Settings {
+        outbound_ip: lo.ip.into(),
+        ..settings()
     }
 }
 
@@ -246,12 +231,18 @@ pub struct Pair {
     pub east: Gw,
     pub backend: Echo,
     pub private: Echo,
-    /// East's outbound port for backend.default (west).
+    /// East's outbound port for backend.default (west), the key of its listener in the tables.
     pub port: u16,
+    /// Where that listener is: east's outbound IP (the pair's own loopback address) and `port`.
+    pub outbound: SocketAddr,
+    _loopback: Loopback,
 }
 
+/// A west and an east gateway, east linked to west with one listener for backend.default;
+/// east's outbound IP is a [`Loopback`] of the pair's own (whatever `east_settings` says).
 pub async fn pair_with(west_settings: Settings, east_settings: Settings) -> Pair {
     init();
+    let loopback = Loopback::lease();
     let pki = Pki::new();
     let backend = echo().await;
     let private = echo().await;
@@ -262,9 +253,12 @@ pub async fn pair_with(west_settings: Settings, east_settings: Settings) -> Pair
         west_tables(&backend, &private),
     )
     .await;
-    let port = free_port();
+    let port = OUTBOUND_PORT;
     let east = start_gw(
-        east_settings,
+        Settings {
+            outbound_ip: loopback.ip.into(),
+            ..east_settings
+        },
         "east",
         pki.material(&pki.east),
         east_tables(port, west.running.inbound_addr, WEST_ID, BACKEND),
@@ -277,6 +271,8 @@ pub async fn pair_with(west_settings: Settings, east_settings: Settings) -> Pair
         backend,
         private,
         port,
+        outbound: loopback.addr(port),
+        _loopback: loopback,
     }
 }
 
@@ -350,4 +346,66 @@ pub fn east_identity(pki: &Pki) -> Arc<CertifiedKey> {
 pub fn issuer_leaf(issuer: &Ca, dns: &[&str], uris: &[&str]) -> Arc<CertifiedKey> {
     let (from, to) = super::pki::valid_now();
     super::pki::leaf(issuer, dns, uris, from, to)
+}
+
+/// An `mc gateway` child process and the addresses it bound.
+pub struct GatewayProcess {
+    pub child: KillOnDrop,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Spawns `cmd` (an `mc gateway` command line, whose `--inbound-addr` and `--admin-addr` may
+/// name port 0) with JSON logs on a pipe, and reads the addresses the gateway bound from its
+/// `gateway started` line. The pipe is drained until the child exits, so that the child never
+/// blocks on it; with `MC_LOG` set (the child inherits it) its lines are copied to stderr.
+pub fn spawn_gateway(cmd: &mut Command) -> GatewayProcess {
+    cmd.args(["--log-format", "json"]).stderr(Stdio::piped());
+    let mut child = crate::support::spawn(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let copy = std::env::var_os("MC_LOG").is_some();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if copy {
+                eprintln!("{line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + super::LIMIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            panic!(
+                "mc gateway logged no \"gateway started\" line within {:?} (exit: {:?}); its log:\n{}",
+                super::LIMIT,
+                child.try_wait(),
+                seen.join("\n")
+            );
+        };
+        if let Some((inbound, admin)) = started(&line) {
+            return GatewayProcess {
+                child,
+                inbound,
+                admin,
+            };
+        }
+        seen.push(line);
+    }
+}
+
+/// The inbound and admin addresses of a JSON `gateway started` log line.
+fn started(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &v["fields"];
+    if fields["message"] != "gateway started" {
+        return None;
+    }
+    let addr = |key: &str| fields[key].as_str()?.parse().ok();
+    Some((addr("inbound_addr")?, addr("admin_addr")?))
 }

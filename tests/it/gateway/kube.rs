@@ -19,9 +19,6 @@ use super::LIMIT;
 use super::harness::*;
 use super::pki::{Ca, Pki};
 
-/// Kills the gateway process when the test ends, however it ends.
-use crate::support::KillOnDrop as Proc;
-
 fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
     ObjectMeta {
         namespace: ns.map(str::to_owned),
@@ -117,26 +114,30 @@ fn write_kubeconfig(sim: &SimCluster, path: &Path) {
     std::fs::write(path, serde_json::to_string(&sim.kubeconfig()).unwrap()).unwrap();
 }
 
-/// The loopback address this test's gateways listen on: nothing else in the suite uses it.
-const GW_IP: Ipv4Addr = Ipv4Addr::new(127, 60, 0, 1);
-
-fn spawn_gateway(kubeconfig: &Path, inbound: u16, admin: u16) -> Proc {
-    crate::support::spawn(
-        Command::new(env!("CARGO_BIN_EXE_mc"))
-            .arg("gateway")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--inbound-addr", &format!("{GW_IP}:{inbound}")])
-            .args(["--admin-addr", &format!("{GW_IP}:{admin}")])
-            .args(["--outbound-ip", &GW_IP.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
+/// `mc gateway` for the cluster of `kubeconfig`, all its listeners on `ip`: inbound and admin
+/// on ports it picks (and reports), outbound on the ports the mirror Services name.
+async fn start_gateway(kubeconfig: &Path, ip: Ipv4Addr) -> GatewayProcess {
+    let kubeconfig = kubeconfig.to_owned();
+    // Waiting for the child's log line blocks; the sims serve on this runtime meanwhile.
+    tokio::task::spawn_blocking(move || {
+        spawn_gateway(
+            Command::new(env!("CARGO_BIN_EXE_mc"))
+                .arg("gateway")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["--inbound-addr", &format!("{ip}:0")])
+                .args(["--admin-addr", &format!("{ip}:0")])
+                .args(["--outbound-ip", &ip.to_string()])
+                .stdout(Stdio::null()),
+        )
+    })
+    .await
+    .unwrap()
 }
 
-async fn http_get(port: u16, path: &str) -> Option<String> {
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect((GW_IP, port)).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .ok()?;
@@ -182,12 +183,13 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
     );
     write_kubeconfig(&west, &wkc);
     write_kubeconfig(&east, &ekc);
-    let [w_in, w_admin, e_in, e_admin, port] = free_ports_on(GW_IP, 5)[..] else {
-        unreachable!("five ports asked for")
-    };
-    let mirror_port = SocketAddr::from((GW_IP, port));
-    let _west_gw = spawn_gateway(&wkc, w_in, w_admin);
-    let _east_gw = spawn_gateway(&ekc, e_in, e_admin);
+    // East's outbound port goes into the mirror Service before east listens on it: on an
+    // address of this test's own, a fixed number is safe.
+    let lo = Loopback::lease();
+    let port = OUTBOUND_PORT;
+    let mirror_port = lo.addr(port);
+    let west_gw = start_gateway(&wkc, lo.ip).await;
+    let east_gw = start_gateway(&ekc, lo.ip).await;
 
     // East links to west and mirrors backend on its outbound port.
     let link = Link::new(
@@ -198,8 +200,8 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
             target_trust_domain: "cluster.local".into(),
             api_server: west.url(),
             credentials_secret: "mc-link-west".into(),
-            gateway_addresses: vec![GW_IP.to_string()],
-            gateway_port: w_in,
+            gateway_addresses: vec![west_gw.inbound.ip().to_string()],
+            gateway_port: west_gw.inbound.port(),
             gateway_identity: WEST_ID.into(),
             probe: Default::default(),
             selector: "mc.dev/exported=true".into(),
@@ -227,7 +229,7 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
     .await
     .unwrap();
 
-    for admin in [w_admin, e_admin] {
+    for admin in [west_gw.admin, east_gw.admin] {
         eventually("both gateways ready", LIMIT, || async {
             http_get(admin, "/ready")
                 .await
@@ -238,7 +240,7 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
     eventually(
         "traffic east -> west through the API-configured path",
         LIMIT,
-        || async { echoes_at(mirror_port).await.then_some(()) },
+        || async { echoes(mirror_port).await.then_some(()) },
     )
     .await;
 
@@ -262,17 +264,17 @@ async fn gateways_follow_exports_mirrors_and_links_from_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
     eventually("west to refuse the unexported service", LIMIT, || async {
-        (!echoes_at(mirror_port).await).then_some(())
+        (!echoes(mirror_port).await).then_some(())
     })
     .await;
     let dialled = backend.accepted();
-    assert!(!echoes_at(mirror_port).await);
+    assert!(!echoes(mirror_port).await);
     assert_eq!(
         backend.accepted(),
         dialled,
         "an unexported service was dialled"
     );
-    let m = http_get(w_admin, "/metrics").await.unwrap();
+    let m = http_get(west_gw.admin, "/metrics").await.unwrap();
     assert!(
         metric(
             &m,

@@ -116,11 +116,11 @@ async fn queued_clients_have_a_deadline_and_are_skipped_once_gone() {
         ..settings()
     };
     let p = pair_with(settings(), east_settings).await;
-    let _held = open_tunnel(p.port, b"holds the only slot").await;
+    let _held = open_tunnel(p.outbound, b"holds the only slot").await;
     let accepted = p.backend.accepted();
 
     // A client that leaves while queued: its stream is never opened.
-    let gone = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let gone = TcpStream::connect(p.outbound).await.unwrap();
     eventually("the client to be queued", LIMIT, || async {
         (p.east.metric("mc_gateway_queued_streams ") == 1.0).then_some(())
     })
@@ -135,7 +135,7 @@ async fn queued_clients_have_a_deadline_and_are_skipped_once_gone() {
     .await;
 
     // A client that stays is reset at the deadline.
-    let mut waits = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut waits = TcpStream::connect(p.outbound).await.unwrap();
     let mut buf = Vec::new();
     let end = tokio::time::timeout(LIMIT, waits.read_to_end(&mut buf))
         .await

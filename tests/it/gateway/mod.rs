@@ -21,11 +21,11 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn bytes_flow_both_ways_through_the_gateway_pair() {
     let p = pair().await;
     eventually("east's listener and pool", LIMIT, || async {
-        echoes(p.port).await.then_some(())
+        echoes(p.outbound).await.then_some(())
     })
     .await;
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let back = roundtrip(p.port, &payload).await.unwrap();
+    let back = roundtrip(p.outbound, &payload).await.unwrap();
     assert_eq!(back, payload);
     assert!(p.backend.accepted() >= 2);
     // Byte counters are added when tunnels close; the west side closes last.
@@ -292,23 +292,22 @@ async fn a_draining_peer_pod_does_not_block_new_streams_while_its_tunnels_finish
     let west2 = start_gw(settings(), "west", pki.material(&pki.west), tables).await;
     let target = std::sync::Arc::new(std::sync::Mutex::new(west1.running.inbound_addr));
     let lb = forwarder(target.clone()).await;
-    let port = free_port();
+    let lo = Loopback::lease();
     let east = start_gw(
-        settings(),
+        settings_on(&lo),
         "east",
         pki.material(&pki.east),
-        east_tables(port, lb, WEST_ID, BACKEND),
+        east_tables(OUTBOUND_PORT, lb, WEST_ID, BACKEND),
     )
     .await;
+    let outbound = lo.addr(OUTBOUND_PORT);
     eventually("a first echo", LIMIT, || async {
-        echoes(port).await.then_some(())
+        echoes(outbound).await.then_some(())
     })
     .await;
 
     // A long-lived tunnel through west1 keeps west1 draining.
-    let mut long = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut long = tokio::net::TcpStream::connect(outbound).await.unwrap();
     long.write_all(b"before").await.unwrap();
     let mut buf = [0u8; 6];
     long.read_exact(&mut buf).await.unwrap();
@@ -320,7 +319,7 @@ async fn a_draining_peer_pod_does_not_block_new_streams_while_its_tunnels_finish
     let draining = tokio::spawn(w1.shutdown(Duration::from_secs(600)));
 
     eventually("new connections to flow through west2", LIMIT, || async {
-        echoes(port).await.then_some(())
+        echoes(outbound).await.then_some(())
     })
     .await;
     long.write_all(b"during").await.unwrap();
@@ -352,7 +351,7 @@ async fn silent_connections_filling_the_handshake_slots_cannot_keep_a_peer_out()
     let p = pair_with(west_settings, settings()).await;
     // East's pool is connected, so its handshake no longer holds a slot.
     eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
+        echoes(p.outbound).await.then_some(())
     })
     .await;
     let addr = p.west.running.inbound_addr;
@@ -377,7 +376,7 @@ async fn silent_connections_filling_the_handshake_slots_cannot_keep_a_peer_out()
         1.0
     );
     // Established tunnels are unaffected.
-    assert!(echoes(p.port).await);
+    assert!(echoes(p.outbound).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,12 +439,12 @@ async fn a_link_that_names_no_gateway_is_never_dialled() {
             });
         }
     });
-    let port = free_port();
+    let lo = Loopback::lease();
     let east = start_gw(
-        settings(),
+        settings_on(&lo),
         "east",
         pki.material(&pki.east),
-        east_tables(port, impostor_addr, workload, BACKEND),
+        east_tables(OUTBOUND_PORT, impostor_addr, workload, BACKEND),
     )
     .await;
     eventually("east to refuse the Link", LIMIT, || async {
@@ -473,14 +472,14 @@ async fn a_peer_with_the_wrong_identity_is_not_used() {
         west_tables(&backend, &private),
     )
     .await;
-    let port = free_port();
+    let lo = Loopback::lease();
     // East expects "north" at west's address: webpki must reject west's certificate.
     let east = start_gw(
-        settings(),
+        settings_on(&lo),
         "east",
         pki.material(&pki.east),
         east_tables(
-            port,
+            OUTBOUND_PORT,
             west.running.inbound_addr,
             "mc-gateway.mc-system.north.cluster.local",
             BACKEND,
@@ -492,7 +491,7 @@ async fn a_peer_with_the_wrong_identity_is_not_used() {
             .then_some(())
     })
     .await;
-    assert!(!echoes(port).await);
+    assert!(!echoes(lo.addr(OUTBOUND_PORT)).await);
     assert_eq!(backend.accepted(), 0);
 }
 
@@ -511,10 +510,10 @@ async fn a_removed_peer_leaves_no_pool_state_behind_and_a_moved_one_keeps_its_st
     .await;
 
     // The Link's address changes: the new pool owns the series, the old one's exit keeps off.
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead = DeadPort::new();
     p.east.update(|t| {
         if let Some(peer) = t.peers.get_mut("west") {
-            peer.address = dead.clone();
+            peer.address = dead.addr.to_string();
         }
     });
     eventually("the moved peer to back off", LIMIT, || async {
@@ -569,14 +568,9 @@ async fn unexported_unknown_and_malformed_targets_get_clear_statuses_and_no_dial
     assert_eq!(p.backend.accepted(), 0);
 
     // A backend that is exported but down is a 502, not a hang.
-    let dead = free_port();
-    p.west.update(|t| {
-        t.apply_service(
-            "default",
-            "dead",
-            export(true, 80, ([127, 0, 0, 1], dead).into()),
-        )
-    });
+    let dead = DeadPort::new();
+    p.west
+        .update(|t| t.apply_service("default", "dead", export(true, 80, dead.addr)));
     let r = connect_once(addr, config, "dead.default.svc.cluster.local:80").await;
     assert_eq!(r, Ok((502, "dial_failed".to_owned())));
 }
@@ -584,14 +578,14 @@ async fn unexported_unknown_and_malformed_targets_get_clear_statuses_and_no_dial
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unexport_while_connected_refuses_new_streams_and_keeps_the_open_one() {
     let p = pair().await;
-    let mut open = open_tunnel(p.port, b"hello").await;
+    let mut open = open_tunnel(p.outbound, b"hello").await;
     let mut buf = [0u8; 5];
     let accepted_before = p.backend.accepted();
 
     p.west
         .update(|t| t.apply_service("default", "backend", export(false, 8888, p.backend.addr)));
     assert!(
-        !echoes(p.port).await,
+        !echoes(p.outbound).await,
         "a new connection still got through after unexport"
     );
     assert_eq!(
@@ -618,7 +612,7 @@ async fn unexport_while_connected_refuses_new_streams_and_keeps_the_open_one() {
     // Re-export: new streams flow again.
     p.west
         .update(|t| t.apply_service("default", "backend", export(true, 8888, p.backend.addr)));
-    assert!(echoes(p.port).await);
+    assert!(echoes(p.outbound).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +622,7 @@ async fn certificate_rotation_keeps_open_tunnels_and_new_handshakes_use_the_new_
         ..settings()
     };
     let p = pair_with(short.clone(), short).await;
-    let mut open = open_tunnel(p.port, b"one").await;
+    let mut open = open_tunnel(p.outbound, b"one").await;
     let first_leaf = p.west.running.certs.current().cert[0].clone();
     let mut buf = [0u8; 3];
 
@@ -656,7 +650,7 @@ async fn certificate_rotation_keeps_open_tunnels_and_new_handshakes_use_the_new_
         .unwrap();
     let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     assert_ne!(served, first_leaf);
-    assert!(echoes(p.port).await);
+    assert!(echoes(p.outbound).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -666,7 +660,7 @@ async fn the_pool_reconnects_and_verifies_again_when_the_peers_certificate_expir
         ..settings()
     };
     let p = pair_with(short_west, settings()).await;
-    let mut open = open_tunnel(p.port, b"one").await;
+    let mut open = open_tunnel(p.outbound, b"one").await;
     let mut buf = [0u8; 3];
 
     let connects = "mc_gateway_peer_connects_total{peer=\"west\",result=\"ok\"}";
@@ -676,7 +670,7 @@ async fn the_pool_reconnects_and_verifies_again_when_the_peers_certificate_expir
         || async { (p.east.metric(connects) >= 2.0).then_some(()) },
     )
     .await;
-    assert!(echoes(p.port).await);
+    assert!(echoes(p.outbound).await);
     open.write_all(b"two").await.unwrap();
     open.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"two", "the open tunnel broke on reconnect");
@@ -690,7 +684,7 @@ async fn the_pool_reconnects_and_verifies_again_when_the_peers_certificate_expir
 async fn east_reconnects_when_west_comes_back_on_the_same_port() {
     let p = pair().await;
     eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
+        echoes(p.outbound).await.then_some(())
     })
     .await;
     let west_addr = p.west.running.inbound_addr;
@@ -703,7 +697,10 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
             .then_some(())
     })
     .await;
-    assert!(!echoes(p.port).await, "traffic flowed while west was down");
+    assert!(
+        !echoes(p.outbound).await,
+        "traffic flowed while west was down"
+    );
 
     let west_settings = mc::gateway::Settings {
         inbound_addr: west_addr,
@@ -733,7 +730,7 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
     })
     .await;
     eventually("traffic through the re-established pool", LIMIT, || async {
-        echoes(p.port).await.then_some(())
+        echoes(p.outbound).await.then_some(())
     })
     .await;
     assert!(
@@ -747,14 +744,14 @@ async fn east_reconnects_when_west_comes_back_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_waits_for_open_tunnels() {
     let p = pair().await;
-    let mut open = open_tunnel(p.port, b"hello").await;
+    let mut open = open_tunnel(p.outbound, b"hello").await;
     let mut buf = [0u8; 5];
 
     let harness::Gw { running, .. } = p.east;
     // A drain timeout far beyond the test's patience: finishing means the drain completed.
     let shutdown = tokio::spawn(running.shutdown(Duration::from_secs(600)));
     eventually("east to stop accepting", LIMIT, || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        tokio::net::TcpStream::connect(p.outbound)
             .await
             .is_err()
             .then_some(())
@@ -780,10 +777,10 @@ async fn shutdown_stops_accepting_and_waits_for_open_tunnels() {
 async fn a_thousand_concurrent_connections_lose_nothing() {
     let p = pair().await;
     eventually("a first echo", LIMIT, || async {
-        echoes(p.port).await.then_some(())
+        echoes(p.outbound).await.then_some(())
     })
     .await;
-    let port = p.port;
+    let outbound = p.outbound;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000u32 {
         tasks.spawn(async move {
@@ -791,7 +788,7 @@ async fn a_thousand_concurrent_connections_lose_nothing() {
             let payload: Vec<u8> = (0..8192u32)
                 .map(|j| (j.wrapping_mul(31).wrapping_add(i.wrapping_mul(7919)) % 256) as u8)
                 .collect();
-            let back = roundtrip(port, &payload).await;
+            let back = roundtrip(outbound, &payload).await;
             (i, back.map(|b| b == payload))
         });
     }
@@ -830,7 +827,6 @@ fn the_binary_serves_a_static_config_reports_ready_and_exits_on_sigterm() {
     let [a, c, k] = pki.write(dir.path(), &pki.west, "west");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let backend = rt.block_on(echo());
-    let (inbound, admin) = (free_port(), free_port());
     let config = dir.path().join("west.yaml");
     std::fs::write(
         &config,
@@ -843,18 +839,21 @@ fn the_binary_serves_a_static_config_reports_ready_and_exits_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = crate::support::spawn(
+    let GatewayProcess {
+        mut child,
+        inbound,
+        admin,
+    } = spawn_gateway(
         std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
             .args(["gateway", "--config"])
             .arg(&config)
-            .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .args(["--drain-timeout", "2s"])
-            .stderr(std::process::Stdio::null()),
+            .args(["--inbound-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--drain-timeout", "2s"]),
     );
     let get = |path: &str| -> Option<String> {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        let mut s = std::net::TcpStream::connect(admin).ok()?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
@@ -865,7 +864,7 @@ fn the_binary_serves_a_static_config_reports_ready_and_exits_on_sigterm() {
     }));
     assert!(ready.contains("ready"));
     let ok = rt.block_on(connect_once(
-        ([127, 0, 0, 1], inbound).into(),
+        inbound,
         client_config(&pki.anchor.cert_pem, Some(east_identity(&pki))),
         BACKEND,
     ));

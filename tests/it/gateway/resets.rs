@@ -75,7 +75,7 @@ async fn wait_metric(gw: &Gw, line: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_reset_reaches_the_client_as_a_reset() {
     let p = pair().await;
-    open_tunnel(p.port, b"warm").await;
+    open_tunnel(p.outbound, b"warm").await;
     let l = mc::runtime::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     retarget(&p, l.local_addr().unwrap());
     tokio::spawn(async move {
@@ -88,7 +88,7 @@ async fn a_backend_reset_reaches_the_client_as_a_reset() {
             });
         }
     });
-    let mut client = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut client = TcpStream::connect(p.outbound).await.unwrap();
     client.write_all(b"hello").await.unwrap();
     let end = read_to_end(&mut client).await;
     assert_eq!(
@@ -111,10 +111,10 @@ async fn a_backend_reset_reaches_the_client_as_a_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reset_reaches_the_backend_as_a_reset() {
     let p = pair().await;
-    open_tunnel(p.port, b"warm").await;
+    open_tunnel(p.outbound, b"warm").await;
     let (addr, mut ends) = reporting_echo().await;
     retarget(&p, addr);
-    let mut client = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut client = TcpStream::connect(p.outbound).await.unwrap();
     client.write_all(b"upload").await.unwrap();
     let mut b = [0u8; 6];
     client.read_exact(&mut b).await.unwrap();
@@ -141,12 +141,12 @@ async fn a_client_reset_reaches_the_backend_as_a_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_stream_is_a_reset_not_an_empty_answer() {
     let p = pair().await;
-    open_tunnel(p.port, b"warm").await;
+    open_tunnel(p.outbound, b"warm").await;
     p.east.update(|t| {
         t.listeners.get_mut(&p.port).unwrap().authority = PRIVATE.into();
     });
     // The reset can come so fast that it is reported by the connect itself.
-    let end = match TcpStream::connect(("127.0.0.1", p.port)).await {
+    let end = match TcpStream::connect(p.outbound).await {
         Ok(mut client) => {
             let _ = client.write_all(b"hello").await;
             read_to_end(&mut client).await
@@ -167,10 +167,10 @@ async fn a_refused_stream_is_a_reset_not_an_empty_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_deadline_resets_the_tunnels_it_cuts_on_both_sides() {
     let p = pair().await;
-    open_tunnel(p.port, b"warm").await;
+    open_tunnel(p.outbound, b"warm").await;
     let (addr, mut ends) = reporting_echo().await;
     retarget(&p, addr);
-    let mut client = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut client = TcpStream::connect(p.outbound).await.unwrap();
     client.write_all(b"begun").await.unwrap();
     let mut b = [0u8; 5];
     client.read_exact(&mut b).await.unwrap();
@@ -192,7 +192,7 @@ async fn a_drain_deadline_resets_the_tunnels_it_cuts_on_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_peer_resets_tunnels_even_when_their_backend_does_not_read() {
     let p = pair().await;
-    open_tunnel(p.port, b"warm").await;
+    open_tunnel(p.outbound, b"warm").await;
     let l = mc::runtime::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     retarget(&p, l.local_addr().unwrap());
     let (read_now_tx, read_now) = oneshot::channel::<()>();
@@ -207,7 +207,7 @@ async fn a_lost_peer_resets_tunnels_even_when_their_backend_does_not_read() {
         let mut sink = Vec::new();
         let _ = end_tx.send(s.read_to_end(&mut sink).await.map_err(|e| e.kind()));
     });
-    let client = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let client = TcpStream::connect(p.outbound).await.unwrap();
     let (mut rd, mut wr) = client.into_split();
     wr.write_all(b"hello").await.unwrap();
     let mut b = [0u8; 5];

@@ -9,7 +9,7 @@
 //! loopback connections and CPU load do not starve the other tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,8 +18,6 @@ use tokio::net::TcpStream;
 use super::harness::*;
 use super::pki;
 
-/// This test's own loopback address (nothing else in the suite uses it).
-const SCALE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 8, 1);
 const TUNNELS: usize = 10_000;
 /// The gateway container's default memory limit.
 const LIMIT_BYTES: u64 = 256 * 1024 * 1024;
@@ -42,18 +40,6 @@ fn echo_server_process() {
     });
 }
 
-/// Kills (by pid) the processes this test started, also when it fails.
-struct Reap(Vec<Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
@@ -64,8 +50,8 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-fn admin_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect((SCALE_IP, port)).ok()?;
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
@@ -89,21 +75,20 @@ fn payload(i: usize) -> Vec<u8> {
 #[ignore = "20,000 sockets and two gateway processes: run alone, as .ci/run does"]
 fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     init();
-    let mut reap = Reap(Vec::new());
-    let mut echo = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "gateway::scale::echo_server_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(ECHO_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed and reaped when the test ends, however it ends (as the gateways are).
+    let mut echo = crate::support::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "gateway::scale::echo_server_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(ECHO_ENV, "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let stdout = echo.stdout.take().unwrap();
-    reap.0.push(echo);
     let backend = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
@@ -114,10 +99,21 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let [wa, wc, wk] = pki.write(dir.path(), &pki.west, "west");
     let [ea, ec, ek] = pki.write(dir.path(), &pki.east, "east");
-    // Ports on a loopback address of this test's own, held together while picked: the rest of
-    // the suite's client connections take their ephemeral ports on 127.0.0.1, never here.
-    let [west_in, west_admin, east_in, east_admin, port] = free_ports_on(SCALE_IP, 5)[..] else {
-        unreachable!("five ports asked for")
+    // Every listener on a loopback address of this test's own: the gateways pick their inbound
+    // and admin ports and report them; east's outbound port is fixed by its configuration.
+    let lo = Loopback::lease();
+    let outbound = lo.addr(OUTBOUND_PORT);
+    // Default settings but the addresses; one worker thread each, as in the benchmark.
+    let gateway = |cfg: &std::path::Path| {
+        spawn_gateway(
+            Command::new(env!("CARGO_BIN_EXE_mc"))
+                .args(["gateway", "--config"])
+                .arg(cfg)
+                .args(["--inbound-addr", &format!("{}:0", lo.ip)])
+                .args(["--admin-addr", &format!("{}:0", lo.ip)])
+                .args(["--outbound-ip", &lo.ip.to_string()])
+                .env("TOKIO_WORKER_THREADS", "1"),
+        )
     };
     let west_cfg = dir.path().join("west.yaml");
     std::fs::write(
@@ -130,39 +126,27 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
         ),
     )
     .unwrap();
+    let west = gateway(&west_cfg);
     let east_cfg = dir.path().join("east.yaml");
     std::fs::write(
         &east_cfg,
         format!(
-            "cluster: east\nanchors: {}\nissuerCert: {}\nissuerKey: {}\nlisteners:\n  - port: {port}\n    peer: west\n    authority: {BACKEND}\npeers:\n  - name: west\n    address: {SCALE_IP}:{west_in}\n    identity: {WEST_ID}\n",
+            "cluster: east\nanchors: {}\nissuerCert: {}\nissuerKey: {}\nlisteners:\n  - port: {OUTBOUND_PORT}\n    peer: west\n    authority: {BACKEND}\npeers:\n  - name: west\n    address: {}\n    identity: {WEST_ID}\n",
             ea.display(),
             ec.display(),
             ek.display(),
+            west.inbound,
         ),
     )
     .unwrap();
-    // Default settings but the addresses; one worker thread each, as in the benchmark.
-    let gateway = |cfg: &std::path::Path, inbound: u16, admin: u16| {
-        Command::new(env!("CARGO_BIN_EXE_mc"))
-            .args(["gateway", "--config"])
-            .arg(cfg)
-            .args(["--inbound-addr", &format!("{SCALE_IP}:{inbound}")])
-            .args(["--admin-addr", &format!("{SCALE_IP}:{admin}")])
-            .args(["--outbound-ip", &SCALE_IP.to_string()])
-            .env("TOKIO_WORKER_THREADS", "1")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    reap.0.push(gateway(&west_cfg, west_in, west_admin));
-    reap.0.push(gateway(&east_cfg, east_in, east_admin));
-    let (west_pid, east_pid) = (reap.0[1].id(), reap.0[2].id());
+    let east = gateway(&east_cfg);
+    let (west_pid, east_pid) = (west.child.id(), east.child.id());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(eventually(
         "a first echo through the pair",
         super::LIMIT,
-        || async { echoes_at((SCALE_IP, port).into()).await.then_some(()) },
+        || async { echoes(outbound).await.then_some(()) },
     ));
     let (west_base, east_base) = (peak_rss(west_pid), peak_rss(east_pid));
     let open = rt.block_on(async {
@@ -172,7 +156,7 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
             let gate = gate.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
-                let mut s = TcpStream::connect((SCALE_IP, port)).await.unwrap();
+                let mut s = TcpStream::connect(outbound).await.unwrap();
                 let sent = payload(i);
                 s.write_all(&sent).await.unwrap();
                 let mut back = vec![0u8; sent.len()];
@@ -188,14 +172,14 @@ fn ten_thousand_tunnels_fit_the_default_memory_limit() {
         open
     });
     assert_eq!(open.len(), TUNNELS);
-    let open_gauge = |admin: u16, side: &str| {
+    let open_gauge = |admin: std::net::SocketAddr, side: &str| {
         metric(
             &admin_get(admin, "/metrics").unwrap_or_default(),
             &format!("mc_gateway_open_streams{{side=\"{side}\"}}"),
         )
     };
-    assert_eq!(open_gauge(east_admin, "outbound"), TUNNELS as f64);
-    assert_eq!(open_gauge(west_admin, "inbound"), TUNNELS as f64);
+    assert_eq!(open_gauge(east.admin, "outbound"), TUNNELS as f64);
+    assert_eq!(open_gauge(west.admin, "inbound"), TUNNELS as f64);
     let (west_peak, east_peak) = (peak_rss(west_pid), peak_rss(east_pid));
     let mib = |b: u64| b as f64 / 1048576.0;
     let per_k = |peak: u64, base: u64| mib(peak - base) / (TUNNELS / 1000) as f64;

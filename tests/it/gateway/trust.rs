@@ -25,7 +25,7 @@ async fn ends_with_reset(s: &mut tokio::net::TcpStream) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_link_resets_its_open_tunnels() {
     let p = pair().await;
-    let mut open = open_tunnel(p.port, b"before").await;
+    let mut open = open_tunnel(p.outbound, b"before").await;
     p.east.update(|t| t.peers.clear());
     assert!(
         ends_with_reset(&mut open).await,
@@ -58,15 +58,15 @@ async fn an_added_anchor_is_accepted_live_and_a_removed_one_cuts_its_connections
     )
     .await
     .unwrap();
-    let port = free_port();
+    let lo = Loopback::lease();
     let _east = start_gw(
-        settings(),
+        settings_on(&lo),
         "east",
         pki.material(&pki.east),
-        east_tables(port, west.inbound_addr, WEST_ID, BACKEND),
+        east_tables(OUTBOUND_PORT, west.inbound_addr, WEST_ID, BACKEND),
     )
     .await;
-    let mut open = open_tunnel(port, b"before").await;
+    let mut open = open_tunnel(lo.addr(OUTBOUND_PORT), b"before").await;
 
     // A gateway certificate from another anchor: refused until that anchor is in the bundle.
     let gw_east = "mc-gateway.mc-system.east.cluster.local";

@@ -14,7 +14,7 @@ use mc::runtime::admin::{AdminServer, Readiness};
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::Sim;
-use crate::support::{GatewayAt, Trust, eventually, installed, link_by_hand};
+use crate::support::{GatewayAt, Loopback, Trust, eventually, installed, link_by_hand};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -535,7 +535,7 @@ async fn a_service_mc_does_not_own_is_left_alone_and_reported_and_two_replicas_e
 /// reach the backend behind west's ClusterIP and come back intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported() {
-    use crate::gateway::harness::{echo_at, roundtrip_at};
+    use crate::gateway::harness::{echo_at, roundtrip};
     use mc::gateway::source_kube;
     let trust = Trust::new();
     let (east, west) = tokio::join!(installed(&trust, "east", 11), installed(&trust, "west", 12));
@@ -553,11 +553,12 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
         .unwrap();
     let backend = echo_at(format!("{ip}:8888").parse().unwrap()).await;
 
-    // This test's gateways own these loopback addresses.
-    let (east_ip, west_ip) = ("127.0.9.1", "127.0.9.2");
-    let start_gateway = |sim: &Sim, ip: &str| {
+    // The outbound ports the mirror picks from its pool are fixed before east listens on them:
+    // each gateway gets a loopback address of this test's own.
+    let (east_lo, west_lo) = (Loopback::lease(), Loopback::lease());
+    let start_gateway = |sim: &Sim, lo: &Loopback| {
         let client = sim.client.clone();
-        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let ip: std::net::IpAddr = lo.ip.into();
         async move {
             let stop = CancellationToken::new();
             let name = source_kube::gateway_name(&client, "mc-system")
@@ -581,15 +582,15 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
             (running, stop)
         }
     };
-    let (west_gw, _west_stop) = start_gateway(&west, west_ip).await;
-    let (east_gw, _east_stop) = start_gateway(&east, east_ip).await;
+    let (west_gw, _west_stop) = start_gateway(&west, &west_lo).await;
+    let (east_gw, _east_stop) = start_gateway(&east, &east_lo).await;
     link_by_hand(
         &east,
         "east",
         &west,
         "west",
         &GatewayAt {
-            host: west_ip.into(),
+            host: west_lo.ip.to_string(),
             port: west_gw.inbound_addr.port(),
             probe_port: west_gw.admin_addr.port(),
         },
@@ -601,10 +602,10 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
     })
     .await;
     let port = gateway_ports(&mirror)["8888"];
-    let outbound: std::net::SocketAddr = format!("{east_ip}:{port}").parse().unwrap();
+    let outbound = east_lo.addr(port);
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let back = eventually("bytes through east -> west", LIMIT, || async {
-        roundtrip_at(outbound, &payload)
+        roundtrip(outbound, &payload)
             .await
             .ok()
             .filter(|b| b.len() == payload.len())
@@ -626,7 +627,7 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
     west.kubectl_ok(&["label", "service", "backend-svc", "mc.dev/exported-"])
         .await;
     eventually("new connections to be refused", LIMIT, || async {
-        let r = roundtrip_at(outbound, b"ping").await;
+        let r = roundtrip(outbound, b"ping").await;
         r.map_or(true, |b| b.is_empty()).then_some(())
     })
     .await;
@@ -647,11 +648,13 @@ async fn bytes_cross_the_gateways_to_a_mirrored_service_until_it_is_unexported()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mc_link_wait_and_mc_unlink_with_the_controller_running() {
     let pair = crate::link::installed_pair().await;
-    // The target gateway's probe port, on a loopback address of this test's own.
+    // The target gateway's probe port: `mc link` writes the default (4191) into the Link, so it
+    // is fixed, on a loopback address of this test's own.
+    let lo = Loopback::lease();
     let readiness = Readiness::new();
     let stop = CancellationToken::new();
     let _probe = AdminServer::start(
-        "127.0.9.10:4191".parse().unwrap(),
+        lo.addr(4191),
         readiness,
         Arc::new(String::new),
         stop.clone(),
@@ -675,7 +678,7 @@ async fn mc_link_wait_and_mc_unlink_with_the_controller_running() {
     let out = pair
         .link(&[
             "--gateway-address",
-            "127.0.9.10:4143",
+            &format!("{}:4143", lo.ip),
             "--wait",
             "--timeout",
             "30s",

@@ -626,6 +626,7 @@ impl Executor {
         uids: &mut BTreeMap<(String, String), String>,
     ) -> Result<(), kube::Error> {
         let ssa = PatchParams::apply(FIELD_MANAGER).force();
+        let create_by_apply = PatchParams::apply(FIELD_MANAGER);
         let post = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..Default::default()
@@ -671,13 +672,18 @@ impl Executor {
             } => {
                 let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
                 let key = (namespace.clone(), name.clone());
-                // A new mirror is created, never applied: if someone created a Service of
-                // that name since we looked, the create fails and the next pass reports it.
-                let written = if observed.services.contains_key(&key) {
-                    api.patch(name, &ssa, &Patch::Apply(&**service)).await?
+                // Created by server-side apply too, never by POST: the fields must belong to
+                // one (manager, operation) from the start, or a later apply cannot remove a port
+                // that west dropped (it stays owned by the POST's "Update" entry) and a port
+                // renumbered under the same name clashes with it. The create is not forced: if
+                // someone created a Service of that name since we looked, fields they set
+                // differently conflict (409) and the next pass reports the Service as theirs.
+                let params = if observed.services.contains_key(&key) {
+                    &ssa
                 } else {
-                    api.create(&post, service).await?
+                    &create_by_apply
                 };
+                let written = api.patch(name, params, &Patch::Apply(&**service)).await?;
                 if let Some(uid) = written.uid() {
                     uids.insert(key, uid);
                 }

@@ -300,6 +300,35 @@ async fn exported_services_are_mirrored_updated_and_removed_across_links() {
     .await;
     assert_eq!(gateway_ports(&updated)["8888"], west_ports["8888"]);
 
+    // A port removed in west, and one renumbered under the same name, leave the mirror too: the
+    // mirror has exactly west's ports (a mirror created by one manager operation and applied by
+    // another keeps the removed port, and the renumbered one then clashes by name).
+    let patch = serde_json::json!({"spec": {"ports": [
+        {"name": "http", "port": 8889, "protocol": "TCP"}]}});
+    Api::<Service>::namespaced(west.client.clone(), "default")
+        .patch(
+            "backend-svc",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the mirror to have exactly west's one port",
+        LIMIT,
+        || async {
+            let s = get_svc(&east, "default", "backend-svc-west").await?;
+            let ports: Vec<(Option<String>, i32)> = s
+                .spec?
+                .ports?
+                .into_iter()
+                .map(|p| (p.name, p.port))
+                .collect();
+            (ports == vec![(Some("http".to_owned()), 8889)]).then_some(())
+        },
+    )
+    .await;
+
     // Unexport (with the real kubectl) deletes the mirror; north's stays.
     west.kubectl_ok(&["label", "service", "backend-svc", "mc.dev/exported-"])
         .await;

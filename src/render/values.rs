@@ -44,13 +44,14 @@ pub enum ValuesError {
     )]
     PortRange(String),
     #[error(
-        "value \"gateway.resources.limits.memory\" ({limit:?}) is too small for \"gateway.maxStreamsPerPeer\" ({streams}): that needs {needed_mib} MiB at 75% of the limit; lower maxStreamsPerPeer to at most {fits} or raise the limit (docs/performance.md, \"Memory budget\")"
+        "value \"gateway.resources.limits.memory\" ({limit:?}) is too small for \"gateway.maxStreamsPerPeer\" ({streams}): that needs {needed_mib} MiB at 75% of the limit; {advice} (docs/performance.md, \"Memory budget\")"
     )]
     MemoryBudget {
         limit: String,
         streams: u64,
         needed_mib: u64,
-        fits: u64,
+        /// What to change: a lower stream limit when one fits, else the smallest memory limit.
+        advice: String,
     },
     #[error("value {key:?} is {found:?}, not a Kubernetes memory quantity such as 256Mi")]
     Quantity { key: &'static str, found: String },
@@ -121,11 +122,23 @@ fn check_gateway_memory(gateway: &Value) -> Result<(), ValuesError> {
     })?;
     let budget = crate::gateway::budget::needed(streams);
     if budget > limit / 100 * crate::gateway::budget::USABLE_PERCENT {
+        const MIB: u64 = 1024 * 1024;
+        let smallest_limit = budget.div_ceil(crate::gateway::budget::USABLE_PERCENT) * 100;
+        let raise = format!(
+            "raise the limit to at least {}Mi",
+            smallest_limit.div_ceil(MIB)
+        );
+        let advice = match crate::gateway::budget::max_streams_for(limit) {
+            0 => {
+                format!("the limit is below what the gateway needs with any stream limit; {raise}")
+            }
+            fits => format!("lower maxStreamsPerPeer to at most {fits}, or {raise}"),
+        };
         return Err(ValuesError::MemoryBudget {
             limit: raw.to_owned(),
             streams,
-            needed_mib: budget / (1024 * 1024),
-            fits: crate::gateway::budget::max_streams_for(limit),
+            needed_mib: budget / MIB,
+            advice,
         });
     }
     Ok(())
@@ -553,6 +566,21 @@ mod tests {
             )
             .is_ok()
         );
+        // Below what the gateway needs with any stream limit: only a larger limit helps, and
+        // the message says how large, not "at most 0 streams".
+        let text = resolve(&[], &sets(&["gateway.resources.limits.memory=32Mi"]))
+            .unwrap_err()
+            .to_string();
+        assert!(!text.contains("at most 0"), "{text}");
+        let min_mib: u64 = text
+            .split("at least ")
+            .nth(1)
+            .and_then(|t| t.split("Mi").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        let at = |mib: u64| format!("gateway.resources.limits.memory={mib}Mi");
+        assert!(resolve(&[], &sets(&[&at(min_mib)])).is_ok(), "{text}");
+        assert!(resolve(&[], &sets(&[&at(min_mib - 1)])).is_err());
         assert!(resolve(&[], &sets(&["gateway.resources.limits.memory=lots"])).is_err());
         assert_eq!(parse_memory("256Mi"), Some(256 << 20));
         assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));

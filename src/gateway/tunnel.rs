@@ -242,3 +242,66 @@ fn reset_cause(r: Result<Reason, h2::Error>) -> Cause {
         Err(e) => Cause::of_h2(&e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A real HTTP/2 CONNECT stream over an in-memory pipe: `(tunnel's send, tunnel's recv,
+    /// peer's send, peer's recv)`.
+    async fn stream_pair() -> (SendStream<Bytes>, RecvStream, SendStream<Bytes>, RecvStream) {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::handshake(server_io).await.unwrap();
+            let (req, mut respond) = conn.accept().await.unwrap().unwrap();
+            let send = respond
+                .send_response(http::Response::new(()), false)
+                .unwrap();
+            tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            (send, req.into_body())
+        });
+        let (mut client, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri("backend.default.svc.cluster.local:80")
+            .body(())
+            .unwrap();
+        let (response, peer_send) = client.send_request(req, false).unwrap();
+        let (send, recv) = server.await.unwrap();
+        let peer_recv = response.await.unwrap().into_body();
+        (send, recv, peer_send, peer_recv)
+    }
+
+    /// The idle timeout counts from the last byte, to the millisecond: a byte 9 s into a 10 s
+    /// timeout ends the tunnel at 19 s, not at the next multiple of the setting (20 s), which a
+    /// timer checking "any byte in the last period?" once per period would do.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_fires_its_setting_after_the_last_byte() {
+        let (send, recv, _peer_send, mut peer_recv) = stream_pair().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let idle = Duration::from_secs(10);
+        let cut = CancellationToken::new();
+        let tunnel = tokio::spawn(async move { splice(tcp, send, recv, idle, &cut).await });
+
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        client.write_all(b"x").await.unwrap();
+        let chunk = peer_recv.data().await.unwrap().unwrap();
+        assert_eq!(&chunk[..], b"x");
+        let last_byte = Instant::now();
+        let outcome = tunnel.await.unwrap();
+        let quiet = last_byte.elapsed();
+        assert_eq!(outcome.result, Err(Cause::IdleTimeout));
+        assert_eq!(outcome.from_tcp, 1);
+        assert!(
+            quiet >= idle && quiet <= idle + Duration::from_millis(5),
+            "the tunnel ended {quiet:?} after its last byte, with a {idle:?} idle timeout"
+        );
+    }
+}

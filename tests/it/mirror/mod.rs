@@ -165,6 +165,22 @@ async fn gateway_endpoints(sim: &Sim, ips: &[&str]) {
         .unwrap();
 }
 
+/// Replaces the ports of `default/name` (a JSON merge patch replaces the whole list).
+async fn set_ports(sim: &Sim, name: &str, ports: &[(&str, i32)]) {
+    let ports: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|(n, p)| serde_json::json!({"name": n, "port": p, "protocol": "TCP"}))
+        .collect();
+    Api::<Service>::namespaced(sim.client.clone(), "default")
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"spec": {"ports": ports}})),
+        )
+        .await
+        .unwrap();
+}
+
 async fn get_svc(sim: &Sim, ns: &str, name: &str) -> Option<Service> {
     Api::<Service>::namespaced(sim.client.clone(), ns)
         .get_opt(name)
@@ -282,17 +298,7 @@ async fn exported_services_are_mirrored_updated_and_removed_across_links() {
     assert!(table.contains("west") && table.contains("true"), "{table}");
 
     // A remote port change propagates, keeping the unchanged port's allocation.
-    let patch = serde_json::json!({"spec": {"ports": [
-        {"name": "http", "port": 8888, "protocol": "TCP"},
-        {"name": "admin", "port": 7070, "protocol": "TCP"}]}});
-    Api::<Service>::namespaced(west.client.clone(), "default")
-        .patch(
-            "backend-svc",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    set_ports(&west, "backend-svc", &[("http", 8888), ("admin", 7070)]).await;
     let updated = eventually("the port change in east", LIMIT, || async {
         let s = get_svc(&east, "default", "backend-svc-west").await?;
         gateway_ports(&s).contains_key("7070").then_some(s)
@@ -303,16 +309,7 @@ async fn exported_services_are_mirrored_updated_and_removed_across_links() {
     // A port removed in west, and one renumbered under the same name, leave the mirror too: the
     // mirror has exactly west's ports (a mirror created by one manager operation and applied by
     // another keeps the removed port, and the renumbered one then clashes by name).
-    let patch = serde_json::json!({"spec": {"ports": [
-        {"name": "http", "port": 8889, "protocol": "TCP"}]}});
-    Api::<Service>::namespaced(west.client.clone(), "default")
-        .patch(
-            "backend-svc",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    set_ports(&west, "backend-svc", &[("http", 8889)]).await;
     eventually(
         "the mirror to have exactly west's one port",
         LIMIT,

@@ -175,7 +175,7 @@ fn splits(l: &mut Lines<'_>, f: &ClusterFacts) {
         let ns = split.namespace().unwrap_or_default();
         let name = format!("TrafficSplit {ns}/{} is routed", split.name_any());
         let describe = format!(
-            "see `kubectl describe trafficsplit -n {ns} {}`",
+            "`kubectl describe trafficsplit -n {ns} {}` shows it",
             split.name_any()
         );
         let Some(status) = &split.status else {
@@ -220,7 +220,7 @@ fn splits(l: &mut Lines<'_>, f: &ClusterFacts) {
             .collect();
         let weights = status.weights.clone().unwrap_or_default();
         let fix = format!(
-            "create the missing backend Services or restore their clusters' gateways (the link-gateway check of their Link); {describe}"
+            "create the missing backend Services, or bring back the gateways of the clusters named (their link-gateway check); {describe}"
         );
         if status.backends.iter().all(|b| b.effective_weight == 0) {
             l.fail(

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::auth;
 use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
+use super::custom::{self, Write};
 use super::list::{Filter, present, to_storage};
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
@@ -420,6 +421,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     let mut obj = parse_body(ctx)?;
     check_identity(rt, info, &mut obj)?;
     let mut obj = to_storage(obj, rt);
+    custom::decode(ctx, rt, info, &mut obj, Write::Object)?;
     let manager = field_manager(ctx);
     let mut state = ctx.shared.store.lock();
     require_namespace(&state, rt, info)?;
@@ -481,6 +483,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     auth::check_escalation(&state, &ctx.user, rt, &obj)?;
     let now = now_rfc3339();
     prepare_create(rt, &mut obj, &now);
+    custom::validate(rt, info, &obj, None)?;
     controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
     apply::track_update(None, &mut obj, &manager, &now);
     if dry_run(ctx) {
@@ -685,6 +688,12 @@ fn finish_update(
     }
     validate_shape(&new)?;
     validate_labels(rt, &new)?;
+    let write = if ctx.method == Method::PUT {
+        Write::Object
+    } else {
+        Write::Patch
+    };
+    custom::decode(ctx, rt, info, &mut new, write)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
     let mut new = to_storage(new, rt);
@@ -739,6 +748,7 @@ fn finish_update(
         }
     }
     auth::check_escalation(state, &ctx.user, rt, &new)?;
+    custom::validate(rt, info, &new, Some(live))?;
     controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
     if rt.has_generation() && spec_part(rt, live) != spec_part(rt, &new) {
@@ -862,6 +872,7 @@ fn patch_object(
         }
         applied["metadata"]["name"] = json!(name);
         check_identity(rt, info, &mut applied)?;
+        custom::check_applied(rt, info, &applied)?;
         let subresource = info.sub.as_deref().filter(|s| *s == "status");
         if subresource.is_none()
             && rt.has_status()
@@ -894,8 +905,10 @@ fn patch_object(
                 validate_labels(rt, &result)?;
                 let mut obj = to_storage(result, rt);
                 check_identity(rt, info, &mut obj)?;
+                custom::decode(ctx, rt, info, &mut obj, Write::Patch)?;
                 auth::check_escalation(&state, &ctx.user, rt, &obj)?;
                 prepare_create(rt, &mut obj, &now);
+                custom::validate(rt, info, &obj, None)?;
                 // prepare_create drops status; an apply may not set it on create either.
                 controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
                 if dry_run(ctx) {

@@ -22,6 +22,7 @@ use crate::sim::semantics::rbac::{self, Attributes};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::table;
 use crate::sim::semantics::token::ServiceAccountClaims;
+use crate::sim::semantics::validation::FieldError;
 
 pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     if rt.create_only {
@@ -566,21 +567,19 @@ fn is_qualified_part(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Label keys and values as kube-apiserver validates them (values at most 63 characters).
+/// Label keys and values as kube-apiserver validates them (values at most 63 characters):
+/// every bad label in one 422.
 fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
         return Ok(());
     };
-    let name = meta_str(obj, "name");
-    let invalid = |value: &str, detail: &str| {
-        Err(status::invalid(
-            &rt.group,
-            &rt.kind,
-            name,
-            "FieldValueInvalid",
-            "metadata.labels",
-            &format!("Invalid value: \"{value}\": {detail}"),
-        ))
+    let mut errors = Vec::new();
+    let mut invalid = |value: &str, detail: &str| {
+        errors.push(FieldError {
+            reason: "FieldValueInvalid",
+            field: "metadata.labels".into(),
+            message: format!("Invalid value: \"{value}\": {detail}"),
+        });
     };
     for (key, value) in labels {
         let (prefix, part) = match key.split_once('/') {
@@ -590,23 +589,29 @@ fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         if let Some(p) = prefix
             && (p.len() > 253 || !p.split('.').all(is_label))
         {
-            return invalid(key, &format!("prefix part {SUBDOMAIN_MSG}"));
+            invalid(key, &format!("prefix part {SUBDOMAIN_MSG}"));
         }
         if part.len() > 63 {
-            return invalid(key, "name part must be no more than 63 characters");
-        }
-        if !is_qualified_part(part) {
-            return invalid(key, LABEL_NAME_MSG);
+            invalid(key, "name part must be no more than 63 characters");
+        } else if !is_qualified_part(part) {
+            invalid(key, LABEL_NAME_MSG);
         }
         let value = value.as_str().unwrap_or("");
         if value.len() > 63 {
-            return invalid(value, "must be no more than 63 characters");
-        }
-        if !value.is_empty() && !is_qualified_part(value) {
-            return invalid(value, LABEL_VALUE_MSG);
+            invalid(value, "must be no more than 63 characters");
+        } else if !value.is_empty() && !is_qualified_part(value) {
+            invalid(value, LABEL_VALUE_MSG);
         }
     }
-    Ok(())
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid_all(
+        &rt.group,
+        &rt.kind,
+        meta_str(obj, "name"),
+        &errors,
+    ))
 }
 
 /// Server-set metadata of a new object.
@@ -1555,6 +1560,18 @@ mod tests {
         assert!(validate_labels(&cm, &with(json!({"a": "ns/name"}))).is_err());
         assert!(validate_labels(&cm, &with(json!({"Bad_Prefix/a": "v"}))).is_err());
         assert!(validate_labels(&cm, &with(json!({"-a": "v"}))).is_err());
+        let both = validate_labels(&cm, &with(json!({"-a": "v", "b": "ns/name"}))).unwrap_err();
+        assert_eq!(
+            both.details.as_ref().unwrap()["causes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            both.message
+                .starts_with("ConfigMap \"x\" is invalid: [metadata.labels: ")
+        );
     }
 
     #[test]

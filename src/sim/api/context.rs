@@ -162,6 +162,27 @@ pub struct Ctx {
     pub headers: HeaderMap,
     pub user: UserInfo,
     pub body: Bytes,
+    /// Sent back as `Warning:` headers (e.g. unknown fields under `fieldValidation=Warn`).
+    pub warnings: Warnings,
+}
+
+/// The warnings of one request, shared between its handler and the response writer.
+#[derive(Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn add(&self, text: impl Into<String>) {
+        if let Ok(mut w) = self.0.lock() {
+            w.push(text.into());
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
 }
 
 impl Ctx {

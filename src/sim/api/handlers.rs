@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::auth;
 use super::context::{Ctx, Reply, RequestInfo, Shared, TABLE_CONTENT_TYPE};
+use super::custom::{self, Write};
 use super::list::{Filter, present, to_storage};
 use crate::sim::cluster::registry::ResourceType;
 use crate::sim::cluster::store::{EventType, State, meta_str};
@@ -21,6 +22,7 @@ use crate::sim::semantics::rbac::{self, Attributes};
 use crate::sim::semantics::status::{self, ApiError};
 use crate::sim::semantics::table;
 use crate::sim::semantics::token::ServiceAccountClaims;
+use crate::sim::semantics::validation::FieldError;
 
 pub fn dispatch(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply, ApiError> {
     if rt.create_only {
@@ -420,6 +422,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     let mut obj = parse_body(ctx)?;
     check_identity(rt, info, &mut obj)?;
     let mut obj = to_storage(obj, rt);
+    custom::decode(ctx, rt, info, &mut obj, Write::Object)?;
     let manager = field_manager(ctx);
     let mut state = ctx.shared.store.lock();
     require_namespace(&state, rt, info)?;
@@ -481,6 +484,7 @@ fn create(ctx: &Ctx, rt: &Arc<ResourceType>, info: &RequestInfo) -> Result<Reply
     auth::check_escalation(&state, &ctx.user, rt, &obj)?;
     let now = now_rfc3339();
     prepare_create(rt, &mut obj, &now);
+    custom::validate(rt, info, &obj, None)?;
     controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
     apply::track_update(None, &mut obj, &manager, &now);
     if dry_run(ctx) {
@@ -563,21 +567,19 @@ fn is_qualified_part(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Label keys and values as kube-apiserver validates them (values at most 63 characters).
+/// Label keys and values as kube-apiserver validates them (values at most 63 characters):
+/// every bad label in one 422.
 fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
         return Ok(());
     };
-    let name = meta_str(obj, "name");
-    let invalid = |value: &str, detail: &str| {
-        Err(status::invalid(
-            &rt.group,
-            &rt.kind,
-            name,
-            "FieldValueInvalid",
-            "metadata.labels",
-            &format!("Invalid value: \"{value}\": {detail}"),
-        ))
+    let mut errors = Vec::new();
+    let mut invalid = |value: &str, detail: &str| {
+        errors.push(FieldError {
+            reason: "FieldValueInvalid",
+            field: "metadata.labels".into(),
+            message: format!("Invalid value: \"{value}\": {detail}"),
+        });
     };
     for (key, value) in labels {
         let (prefix, part) = match key.split_once('/') {
@@ -587,23 +589,29 @@ fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         if let Some(p) = prefix
             && (p.len() > 253 || !p.split('.').all(is_label))
         {
-            return invalid(key, &format!("prefix part {SUBDOMAIN_MSG}"));
+            invalid(key, &format!("prefix part {SUBDOMAIN_MSG}"));
         }
         if part.len() > 63 {
-            return invalid(key, "name part must be no more than 63 characters");
-        }
-        if !is_qualified_part(part) {
-            return invalid(key, LABEL_NAME_MSG);
+            invalid(key, "name part must be no more than 63 characters");
+        } else if !is_qualified_part(part) {
+            invalid(key, LABEL_NAME_MSG);
         }
         let value = value.as_str().unwrap_or("");
         if value.len() > 63 {
-            return invalid(value, "must be no more than 63 characters");
-        }
-        if !value.is_empty() && !is_qualified_part(value) {
-            return invalid(value, LABEL_VALUE_MSG);
+            invalid(value, "must be no more than 63 characters");
+        } else if !value.is_empty() && !is_qualified_part(value) {
+            invalid(value, LABEL_VALUE_MSG);
         }
     }
-    Ok(())
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid_all(
+        &rt.group,
+        &rt.kind,
+        meta_str(obj, "name"),
+        &errors,
+    ))
 }
 
 /// Server-set metadata of a new object.
@@ -685,6 +693,12 @@ fn finish_update(
     }
     validate_shape(&new)?;
     validate_labels(rt, &new)?;
+    let write = if ctx.method == Method::PUT {
+        Write::Object
+    } else {
+        Write::Patch
+    };
+    custom::decode(ctx, rt, info, &mut new, write)?;
     new["kind"] = json!(rt.kind);
     new["apiVersion"] = json!(rt.api_version(rt.preferred_version()));
     let mut new = to_storage(new, rt);
@@ -739,6 +753,7 @@ fn finish_update(
         }
     }
     auth::check_escalation(state, &ctx.user, rt, &new)?;
+    custom::validate(rt, info, &new, Some(live))?;
     controllers::admit(&ctx.shared.controllers, state, rt, Some(live), &mut new)?;
     // After admission: defaulting (e.g. stringData folded into data) is not a change.
     if rt.has_generation() && spec_part(rt, live) != spec_part(rt, &new) {
@@ -862,6 +877,7 @@ fn patch_object(
         }
         applied["metadata"]["name"] = json!(name);
         check_identity(rt, info, &mut applied)?;
+        custom::check_applied(rt, info, &applied)?;
         let subresource = info.sub.as_deref().filter(|s| *s == "status");
         if subresource.is_none()
             && rt.has_status()
@@ -894,8 +910,10 @@ fn patch_object(
                 validate_labels(rt, &result)?;
                 let mut obj = to_storage(result, rt);
                 check_identity(rt, info, &mut obj)?;
+                custom::decode(ctx, rt, info, &mut obj, Write::Patch)?;
                 auth::check_escalation(&state, &ctx.user, rt, &obj)?;
                 prepare_create(rt, &mut obj, &now);
+                custom::validate(rt, info, &obj, None)?;
                 // prepare_create drops status; an apply may not set it on create either.
                 controllers::admit(&ctx.shared.controllers, &mut state, rt, None, &mut obj)?;
                 if dry_run(ctx) {
@@ -1542,6 +1560,18 @@ mod tests {
         assert!(validate_labels(&cm, &with(json!({"a": "ns/name"}))).is_err());
         assert!(validate_labels(&cm, &with(json!({"Bad_Prefix/a": "v"}))).is_err());
         assert!(validate_labels(&cm, &with(json!({"-a": "v"}))).is_err());
+        let both = validate_labels(&cm, &with(json!({"-a": "v", "b": "ns/name"}))).unwrap_err();
+        assert_eq!(
+            both.details.as_ref().unwrap()["causes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            both.message
+                .starts_with("ConfigMap \"x\" is invalid: [metadata.labels: ")
+        );
     }
 
     #[test]

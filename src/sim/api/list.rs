@@ -10,7 +10,8 @@ use crate::sim::semantics::events;
 use crate::sim::semantics::selector::{FieldSelector, LabelSelector};
 use crate::sim::semantics::status::{self, ApiError};
 
-/// The object as the client asked for it: CRD objects get the requested version's apiVersion,
+/// The object as the client asked for it: CRD objects get the requested version's apiVersion
+/// and its schema's defaults,
 /// `events.k8s.io` Events their own field names.
 pub fn present(obj: &Value, rt: &ResourceType, version: &str) -> Value {
     if rt.is_events_view() {
@@ -19,6 +20,7 @@ pub fn present(obj: &Value, rt: &ResourceType, version: &str) -> Value {
     let mut out = obj.clone();
     if rt.from_crd {
         out["apiVersion"] = json!(rt.api_version(version));
+        super::custom::default_on_read(rt, version, &mut out);
     }
     out
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod custom;
 pub mod discovery;
 pub mod faults;
 pub mod handlers;

@@ -2,10 +2,24 @@
 //! per-GV documents whose PATCH operations carry `x-kubernetes-group-version-kind` and the
 //! `fieldValidation` parameter. That is what `kubectl apply`'s default validation looks for;
 //! it then leaves validation to the server (k8s-api-surface.md §4). Schemas stay empty.
+//! OpenAPI v2 is an empty document: kubectl falls back to it (client-side validation) for a
+//! kind the v3 documents do not list, finds nothing there and goes on to its own "resource
+//! mapping not found ... ensure CRDs are installed first", as against a cluster.
 
 use serde_json::{Value, json};
 
+use super::context::Reply;
 use crate::sim::cluster::registry::Registry;
+
+/// `/openapi/v2`: an empty `openapi_v2.Document` (zero protobuf bytes), which is all kubectl
+/// asks of it.
+pub fn v2() -> Reply {
+    Reply::Bytes {
+        code: 200,
+        body: bytes::Bytes::new(),
+        content_type: "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+    }
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {

@@ -15,14 +15,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, authorize};
-use super::context::{Body, Ctx, Reply, RequestInfo, Shared, full};
+use super::context::{Body, Ctx, Reply, RequestInfo, Shared, Warnings, full};
 use super::{discovery, faults, handlers, openapi};
 use crate::sim::cluster::registry::{Registry, ResourceType, Sub};
 use crate::sim::semantics::rbac::Attributes;
 use crate::sim::semantics::status::{self, ApiError};
 
-/// Largest request body accepted (kube-apiserver's limit is 3 MiB per object; be generous).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest request body accepted: kube-apiserver's `MaxRequestBodyBytes` (3 MiB); larger
+/// bodies are refused with 413.
+const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Accepts connections until `stop` fires. Each connection is closed at once when the faults
 /// ask for all connections to drop.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
@@ -123,13 +124,25 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    match handle_inner(shared, req).await {
+    let warnings = Warnings::default();
+    let mut resp = match handle_inner(shared, req, warnings.clone()).await {
         Ok(reply) => respond(reply),
         Err(err) => error_response(&err),
+    };
+    for text in warnings.take() {
+        // RFC 7234 warn-code 299 with agent "-", as kube-apiserver sends warnings.
+        if let Ok(v) = header::HeaderValue::from_str(&format!("299 - {text:?}")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
     }
+    resp
 }
 
-async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+async fn handle_inner(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    warnings: Warnings,
+) -> Result<Reply, ApiError> {
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -153,7 +166,17 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Rep
     let body = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| status::bad_request(format!("could not read the request body: {e}")))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: limit is {MAX_BODY}"),
+                )
+            } else {
+                status::bad_request(format!("could not read the request body: {e}"))
+            }
+        })?
         .to_bytes();
     let ctx = Ctx {
         shared: shared.clone(),
@@ -163,6 +186,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Rep
         headers: parts.headers,
         user,
         body,
+        warnings,
     };
     route(ctx).await
 }
@@ -244,6 +268,10 @@ async fn route(ctx: Ctx) -> Result<Reply, ApiError> {
         ["apis"] => {
             non_resource(&ctx)?;
             Ok(discovery::apis_root(&ctx, &registry))
+        }
+        ["openapi", "v2"] => {
+            non_resource(&ctx)?;
+            Ok(openapi::v2())
         }
         ["openapi", "v3"] => {
             non_resource(&ctx)?;

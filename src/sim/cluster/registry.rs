@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::sim::semantics::schema;
+
 pub const VERBS_ALL: &[&str] = &[
     "create",
     "delete",
@@ -42,6 +44,11 @@ pub struct ResourceType {
     /// `additionalPrinterColumns` of the served CRD version, for Tables.
     pub printer_columns: Option<Value>,
     pub from_crd: bool,
+    /// `openAPIV3Schema` per served CRD version (custom resources are pruned, defaulted and
+    /// validated against the one of the version a request names).
+    pub schemas: Vec<(String, Arc<Value>)>,
+    /// Whether some version's schema has `default`s (reads are defaulted then).
+    pub defaults_on_read: bool,
 }
 
 impl ResourceType {
@@ -87,6 +94,14 @@ impl ResourceType {
                     | ("apiextensions.k8s.io", "customresourcedefinitions")
                     | ("discovery.k8s.io", "endpointslices")
             )
+    }
+
+    /// The structural schema of a CRD version, if it declares one.
+    pub fn schema(&self, version: &str) -> Option<&Value> {
+        self.schemas
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, s)| s.as_ref())
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
@@ -435,6 +450,8 @@ impl Registry {
                     create_only: b.create_only,
                     printer_columns: None,
                     from_crd: false,
+                    schemas: Vec::new(),
+                    defaults_on_read: false,
                 })
             })
             .collect();
@@ -565,6 +582,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     let mut status = false;
     let mut scale = false;
     let mut printer_columns = None;
+    let mut schemas = Vec::new();
     for v in spec.get("versions")?.as_array()? {
         if v.get("served").and_then(Value::as_bool) == Some(false) {
             continue;
@@ -579,6 +597,9 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
             && let Some(cols) = v.get("additionalPrinterColumns")
         {
             printer_columns = Some(cols.clone());
+        }
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            schemas.push((name.clone(), Arc::new(schema.clone())));
         }
         versions.push((name, storage));
     }
@@ -607,6 +628,8 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
         create_only: false,
         printer_columns,
         from_crd: true,
+        defaults_on_read: schemas.iter().any(|(_, s)| schema::has_defaults(s)),
+        schemas,
     })
 }
 

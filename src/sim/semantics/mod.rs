@@ -1,6 +1,6 @@
 //! Request semantics: what the Kubernetes API means, as pure functions over JSON values, with
 //! no I/O and nothing imported from the rest of the simulator (label/field selectors, JSON,
-//! merge and strategic patches, server-side apply, RBAC rules, protobuf encoding, service
+//! merge and strategic patches, server-side apply, RBAC rules, CRD structural schemas, protobuf encoding, service
 //! account tokens, server-side tables, `Status` errors, and the conversion between the two
 //! Event APIs).
 
@@ -10,6 +10,7 @@ pub mod patch;
 pub mod proto;
 pub mod quantity;
 pub mod rbac;
+pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod table;

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::validation::FieldError;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: u16,
@@ -111,15 +113,65 @@ pub fn invalid(
     field: &str,
     cause_message: &str,
 ) -> ApiError {
+    invalid_all(
+        group,
+        kind,
+        name,
+        &[FieldError {
+            reason: static_reason(cause_reason),
+            field: field.to_string(),
+            message: cause_message.to_string(),
+        }],
+    )
+}
+
+/// The cause reasons kube-apiserver uses, as `'static` strings.
+fn static_reason(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "FieldValueRequired",
+        "FieldValueInvalid",
+        "FieldValueNotSupported",
+        "FieldValueDuplicate",
+        "FieldValueForbidden",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+        "FieldValueTypeInvalid",
+        "FieldValueNotFound",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == reason)
+        .copied()
+        .unwrap_or("FieldValueInvalid")
+}
+
+/// 422 listing every failed rule, worded as kube-apiserver's `NewInvalid`: one cause is
+/// `Kind "x" is invalid: field: message`, several are bracketed and comma-separated.
+pub fn invalid_all(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> ApiError {
     // kube-apiserver names the group kind: `Deployment.apps "web" is invalid`.
     let shown = if group.is_empty() {
         kind.to_string()
     } else {
         format!("{kind}.{group}")
     };
-    let message = format!("{shown} \"{name}\" is invalid: {field}: {cause_message}");
+    let mut lines: Vec<String> = Vec::new();
+    for e in errors {
+        let line = format!("{}: {}", e.field, e.message);
+        // The aggregate drops repeated messages.
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    let message = match lines.as_slice() {
+        [] => format!("{shown} \"{name}\" is invalid"),
+        [one] => format!("{shown} \"{name}\" is invalid: {one}"),
+        many => format!("{shown} \"{name}\" is invalid: [{}]", many.join(", ")),
+    };
     let mut d = details(name, group, kind);
-    d["causes"] = json!([{"reason": cause_reason, "message": cause_message, "field": field}]);
+    d["causes"] = errors
+        .iter()
+        .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+        .collect();
     ApiError::new(422, "Invalid", message).with_details(d)
 }
 

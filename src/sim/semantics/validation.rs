@@ -1,7 +1,7 @@
 //! Field validation kube-apiserver applies to built-in types beyond names and labels:
 //! Services (type, ports), EndpointSlices (address type, addresses), ConfigMap and Secret keys
-//! and sizes, and the total size of annotations. Each check returns the first error as a
-//! `FieldError` with the server's wording; the caller renders it as a 422 `Invalid`.
+//! and sizes, Leases, and the total size of annotations. Each check adds every failed rule
+//! as a `FieldError` with the server's wording; the caller renders them as one 422 `Invalid`.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -41,7 +41,7 @@ pub const MAX_ANNOTATIONS: usize = 256 * 1024;
 /// ConfigMaps and Secrets hold at most 1 MiB of data.
 pub const MAX_DATA: usize = 1024 * 1024;
 
-pub fn annotations(obj: &Value) -> Result<(), FieldError> {
+pub fn annotations(obj: &Value, out: &mut Vec<FieldError>) {
     let total: usize = obj
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -52,16 +52,15 @@ pub fn annotations(obj: &Value) -> Result<(), FieldError> {
         })
         .unwrap_or(0);
     if total > MAX_ANNOTATIONS {
-        return Err(error(
+        out.push(error(
             "FieldValueTooLong",
             "metadata.annotations",
             format!("Too long: must have at most {MAX_ANNOTATIONS} bytes"),
         ));
     }
-    Ok(())
 }
 
-pub fn service(obj: &Value) -> Result<(), FieldError> {
+pub fn service(obj: &Value, out: &mut Vec<FieldError>) {
     const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
     const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
     let ty = obj
@@ -69,17 +68,17 @@ pub fn service(obj: &Value) -> Result<(), FieldError> {
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP");
     if !TYPES.contains(&ty) {
-        return Err(unsupported("spec.type", ty, TYPES));
+        out.push(unsupported("spec.type", ty, TYPES));
     }
     let ports = obj
         .pointer("/spec/ports")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     if ports.is_empty() && ty != "ExternalName" {
         let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
         if !headless {
-            return Err(error("FieldValueRequired", "spec.ports", "Required value"));
+            out.push(error("FieldValueRequired", "spec.ports", "Required value"));
         }
     }
     let mut names = BTreeSet::new();
@@ -88,31 +87,34 @@ pub fn service(obj: &Value) -> Result<(), FieldError> {
         let field = format!("spec.ports[{i}]");
         let name = p.get("name").and_then(Value::as_str).unwrap_or("");
         if ports.len() > 1 && name.is_empty() {
-            return Err(error(
+            out.push(error(
                 "FieldValueRequired",
                 format!("{field}.name"),
                 "Required value",
             ));
         }
         if !name.is_empty() && !names.insert(name.to_string()) {
-            return Err(error(
+            out.push(error(
                 "FieldValueDuplicate",
                 format!("{field}.name"),
                 format!("Duplicate value: {name:?}"),
             ));
         }
         let port = match p.get("port") {
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
             _ => {
-                return Err(error(
+                out.push(error(
                     "FieldValueRequired",
                     format!("{field}.port"),
                     "Required value",
                 ));
+                None
             }
         };
-        if !(1..=65535).contains(&port) {
-            return Err(error(
+        if let Some(port) = port
+            && !(1..=65535).contains(&port)
+        {
+            out.push(error(
                 "FieldValueInvalid",
                 format!("{field}.port"),
                 format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
@@ -120,23 +122,25 @@ pub fn service(obj: &Value) -> Result<(), FieldError> {
         }
         let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
         if !PROTOCOLS.contains(&protocol) {
-            return Err(unsupported(
+            out.push(unsupported(
                 format!("{field}.protocol"),
                 protocol,
                 PROTOCOLS,
             ));
         }
-        if !keys.insert((port, protocol.to_string())) {
-            return Err(error(
+        if let Some(port) = port
+            && !keys.insert((port, protocol.to_string()))
+        {
+            out.push(error(
                 "FieldValueDuplicate",
-                field,
+                field.clone(),
                 format!("Duplicate value: {{\"port\":{port},\"protocol\":{protocol:?}}}"),
             ));
         }
         if let Some(Value::Number(n)) = p.get("targetPort") {
             let t = n.as_i64().unwrap_or(0);
             if !(1..=65535).contains(&t) {
-                return Err(error(
+                out.push(error(
                     "FieldValueInvalid",
                     format!("{field}.targetPort"),
                     format!("Invalid value: {t}: must be between 1 and 65535, inclusive"),
@@ -144,36 +148,41 @@ pub fn service(obj: &Value) -> Result<(), FieldError> {
             }
         }
     }
-    Ok(())
 }
 
-pub fn endpoint_slice(obj: &Value) -> Result<(), FieldError> {
+pub fn endpoint_slice(obj: &Value, out: &mut Vec<FieldError>) {
     const TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
     let ty = match obj.get("addressType").and_then(Value::as_str) {
         None | Some("") => {
-            return Err(error("FieldValueRequired", "addressType", "Required value"));
+            out.push(error("FieldValueRequired", "addressType", "Required value"));
+            None
         }
-        Some(t) if !TYPES.contains(&t) => return Err(unsupported("addressType", t, TYPES)),
-        Some(t) => t,
+        Some(t) if !TYPES.contains(&t) => {
+            out.push(unsupported("addressType", t, TYPES));
+            None
+        }
+        Some(t) => Some(t),
     };
     let endpoints = obj
         .get("endpoints")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     for (i, ep) in endpoints.iter().enumerate() {
         let addresses = ep
             .get("addresses")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
         if addresses.is_empty() {
-            return Err(error(
+            out.push(error(
                 "FieldValueRequired",
                 format!("endpoints[{i}].addresses"),
                 "Required value: must contain at least 1 address",
             ));
         }
+        // Addresses are checked against a known address type only.
+        let Some(ty) = ty else { continue };
         for (j, a) in addresses.iter().enumerate() {
             let a = a.as_str().unwrap_or("");
             let ok = match ty {
@@ -187,7 +196,7 @@ pub fn endpoint_slice(obj: &Value) -> Result<(), FieldError> {
                 } else {
                     &format!("a valid {ty} address")
                 };
-                return Err(error(
+                out.push(error(
                     "FieldValueInvalid",
                     format!("endpoints[{i}].addresses[{j}]"),
                     format!("Invalid value: {a:?}: must be {what}"),
@@ -198,20 +207,19 @@ pub fn endpoint_slice(obj: &Value) -> Result<(), FieldError> {
     let ports = obj
         .get("ports")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     for (i, p) in ports.iter().enumerate() {
         if let Some(port) = p.get("port").and_then(Value::as_i64)
             && !(1..=65535).contains(&port)
         {
-            return Err(error(
+            out.push(error(
                 "FieldValueInvalid",
                 format!("ports[{i}].port"),
                 format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
             ));
         }
     }
-    Ok(())
 }
 
 fn is_config_key(k: &str) -> bool {
@@ -226,7 +234,7 @@ fn is_config_key(k: &str) -> bool {
 
 /// ConfigMap and Secret keys; their total size (1 MiB). `secret`: `data` is base64, checked
 /// decoded.
-pub fn config_data(obj: &Value, secret: bool) -> Result<(), FieldError> {
+pub fn config_data(obj: &Value, secret: bool, out: &mut Vec<FieldError>) {
     use base64::Engine as _;
     let mut total = 0usize;
     let fields: &[&str] = if secret {
@@ -240,7 +248,7 @@ pub fn config_data(obj: &Value, secret: bool) -> Result<(), FieldError> {
         };
         for (k, v) in map {
             if !is_config_key(k) {
-                return Err(error(
+                out.push(error(
                     "FieldValueInvalid",
                     format!("{field}[{k}]"),
                     format!(
@@ -261,13 +269,100 @@ pub fn config_data(obj: &Value, secret: bool) -> Result<(), FieldError> {
     }
     if total > MAX_DATA {
         let field = if secret { "data" } else { "[]" };
-        return Err(error(
+        out.push(error(
             "FieldValueTooLong",
             field,
             format!("Too long: must have at most {MAX_DATA} bytes"),
         ));
     }
-    Ok(())
+}
+
+/// Whether `s` is a `MicroTime` as kube-apiserver decodes it: RFC 3339 with exactly six
+/// fractional digits (`2006-01-02T15:04:05.000000Z07:00`).
+pub fn is_micro_time(s: &str) -> bool {
+    let Some((_, frac_zone)) = s.split_once('.') else {
+        return false;
+    };
+    let digits = frac_zone.bytes().take_while(u8::is_ascii_digit).count();
+    digits == 6
+        && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+/// Lease spec rules (`ValidateLeaseSpec`). Wrongly typed fields are decode errors (400), not
+/// these: see `lease_decode`.
+pub fn lease(obj: &Value, out: &mut Vec<FieldError>) {
+    let spec = obj.get("spec");
+    let int = |k: &str| spec.and_then(|s| s.get(k)).and_then(Value::as_i64);
+    if let Some(d) = int("leaseDurationSeconds")
+        && d <= 0
+    {
+        out.push(error(
+            "FieldValueInvalid",
+            "spec.leaseDurationSeconds",
+            format!("Invalid value: {d}: must be greater than 0"),
+        ));
+    }
+    if let Some(t) = int("leaseTransitions")
+        && t < 0
+    {
+        out.push(error(
+            "FieldValueInvalid",
+            "spec.leaseTransitions",
+            format!("Invalid value: {t}: must be greater than or equal to 0"),
+        ));
+    }
+}
+
+/// What kube-apiserver's decoder refuses in a Lease (400 `... cannot be handled as a Lease`):
+/// fields of the wrong JSON type and times that are not `MicroTime`s.
+pub fn lease_decode(obj: &Value) -> Option<String> {
+    let spec = obj.get("spec")?.as_object()?;
+    let go_type = |v: &Value| match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    };
+    let fields: &[(&str, &str)] = &[
+        ("holderIdentity", "string"),
+        ("leaseDurationSeconds", "int32"),
+        ("leaseTransitions", "int32"),
+        ("acquireTime", "v1.MicroTime"),
+        ("renewTime", "v1.MicroTime"),
+        ("strategy", "string"),
+        ("preferredHolder", "string"),
+    ];
+    for (k, want) in fields {
+        let Some(v) = spec.get(*k).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let ok = match *want {
+            "int32" => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            _ => v.is_string(),
+        };
+        if !ok {
+            return Some(format!(
+                "json: cannot unmarshal {} into Go struct field LeaseSpec.spec.{k} of type {want}",
+                go_type(v)
+            ));
+        }
+        if *want == "v1.MicroTime"
+            && let Some(t) = v.as_str()
+            && !is_micro_time(t)
+        {
+            // Go's time.Parse names the part it stopped at: usually the fraction.
+            let (rest, layout) = match t.get(19..) {
+                Some(rest) if t.as_bytes().get(10) == Some(&b'T') => (rest, ".000000"),
+                _ => (t, "2006"),
+            };
+            return Some(format!(
+                "parsing time {t:?} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse {rest:?} as {layout:?}"
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -275,57 +370,75 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn all(check: impl Fn(&Value, &mut Vec<FieldError>), obj: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        check(obj, &mut out);
+        out.iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect()
+    }
+
     #[test]
     fn services_are_checked_like_the_api_server() {
         let svc = |spec: Value| json!({"spec": spec});
-        let cases: &[(Value, Option<&str>)] = &[
-            (svc(json!({"ports": [{"port": 80}]})), None),
-            (svc(json!({"clusterIP": "None"})), None),
+        let cases: &[(Value, &[&str])] = &[
+            (svc(json!({"ports": [{"port": 80}]})), &[]),
+            (svc(json!({"clusterIP": "None"})), &[]),
             (
                 svc(json!({"type": "ExternalName", "externalName": "x.example"})),
-                None,
+                &[],
             ),
             (
                 svc(json!({"type": "Magic", "ports": [{"port": 80}]})),
-                Some(
+                &[
                     "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
-                ),
+                ],
             ),
             (
                 svc(json!({"ports": [{"port": 70000}]})),
-                Some(
+                &[
                     "spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
-                ),
+                ],
             ),
             (
                 svc(json!({"ports": [{"port": 80, "protocol": "HTTP"}]})),
-                Some(
+                &[
                     "spec.ports[0].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
-                ),
+                ],
             ),
             (
                 svc(json!({"ports": [{"port": 80, "name": "a"}, {"port": 81}]})),
-                Some("spec.ports[1].name: Required value"),
+                &["spec.ports[1].name: Required value"],
             ),
             (
                 svc(json!({"ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}]})),
-                Some("spec.ports[1].name: Duplicate value: \"a\""),
+                &["spec.ports[1].name: Duplicate value: \"a\""],
             ),
             (
                 svc(json!({"ports": [{"port": 80, "name": "a"}, {"port": 80, "name": "b"}]})),
-                Some("spec.ports[1]: Duplicate value: {\"port\":80,\"protocol\":\"TCP\"}"),
+                &["spec.ports[1]: Duplicate value: {\"port\":80,\"protocol\":\"TCP\"}"],
             ),
             (
                 svc(json!({"ports": [{"port": "80"}]})),
-                Some("spec.ports[0].port: Required value"),
+                &["spec.ports[0].port: Required value"],
             ),
-            (svc(json!({})), Some("spec.ports: Required value")),
+            (svc(json!({})), &["spec.ports: Required value"]),
+            (
+                svc(
+                    json!({"type": "Magic", "ports": [{"port": 0, "protocol": "HTTP", "targetPort": 0}, {"port": 1}]}),
+                ),
+                &[
+                    "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                    "spec.ports[0].name: Required value",
+                    "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                    "spec.ports[0].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                    "spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+                    "spec.ports[1].name: Required value",
+                ],
+            ),
         ];
         for (obj, want) in cases {
-            let got = service(obj)
-                .err()
-                .map(|e| format!("{}: {}", e.field, e.message));
-            assert_eq!(got.as_deref(), *want, "{obj}");
+            assert_eq!(all(service, obj), *want, "{obj}");
         }
     }
 
@@ -333,35 +446,85 @@ mod tests {
     fn endpoint_slices_data_and_annotations() {
         let slice =
             |ty: &str, addr: &str| json!({"addressType": ty, "endpoints": [{"addresses": [addr]}]});
-        assert!(endpoint_slice(&slice("IPv4", "10.0.0.1")).is_ok());
-        assert!(endpoint_slice(&slice("IPv6", "fd00::1")).is_ok());
-        assert!(endpoint_slice(&slice("FQDN", "a.example")).is_ok());
-        let e = endpoint_slice(&slice("IPv4", "fd00::1")).unwrap_err();
+        assert!(all(endpoint_slice, &slice("IPv4", "10.0.0.1")).is_empty());
+        assert!(all(endpoint_slice, &slice("IPv6", "fd00::1")).is_empty());
+        assert!(all(endpoint_slice, &slice("FQDN", "a.example")).is_empty());
         assert_eq!(
-            e.message,
-            "Invalid value: \"fd00::1\": must be a valid IPv4 address"
+            all(endpoint_slice, &slice("IPv4", "fd00::1")),
+            ["endpoints[0].addresses[0]: Invalid value: \"fd00::1\": must be a valid IPv4 address"]
         );
-        assert_eq!(endpoint_slice(&json!({})).unwrap_err().field, "addressType");
         assert_eq!(
-            endpoint_slice(&slice("IPv5", "x")).unwrap_err().reason,
-            "FieldValueNotSupported"
+            all(
+                endpoint_slice,
+                &json!({"endpoints": [{"addresses": []}], "ports": [{"port": 0}]})
+            ),
+            [
+                "addressType: Required value",
+                "endpoints[0].addresses: Required value: must contain at least 1 address",
+                "ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+            ]
         );
-        assert!(config_data(&json!({"data": {"a.b_C-1": "x"}}), false).is_ok());
-        assert_eq!(
-            config_data(&json!({"data": {"a b": "x"}}), false)
-                .unwrap_err()
-                .field,
-            "data[a b]"
-        );
+        let mut out = Vec::new();
+        endpoint_slice(&slice("IPv5", "x"), &mut out);
+        assert_eq!(out[0].reason, "FieldValueNotSupported");
+        let cm = |obj: &Value, out: &mut Vec<FieldError>| config_data(obj, false, out);
+        assert!(all(cm, &json!({"data": {"a.b_C-1": "x"}})).is_empty());
+        let bad = all(cm, &json!({"data": {"a b": "x", "c d": "y"}}));
+        assert_eq!(bad.len(), 2);
+        assert!(bad[1].starts_with("data[c d]: Invalid value: \"c d\""));
         let big = "x".repeat(MAX_DATA);
         assert_eq!(
-            config_data(&json!({"data": {"k": big}}), false)
-                .unwrap_err()
-                .field,
-            "[]"
+            all(cm, &json!({"data": {"k": big}})),
+            ["[]: Too long: must have at most 1048576 bytes"]
         );
         let big = "x".repeat(MAX_ANNOTATIONS);
-        assert!(annotations(&json!({"metadata": {"annotations": {"k": big}}})).is_err());
-        assert!(annotations(&json!({"metadata": {"annotations": {"k": "v"}}})).is_ok());
+        assert_eq!(
+            all(
+                annotations,
+                &json!({"metadata": {"annotations": {"k": big}}})
+            )
+            .len(),
+            1
+        );
+        assert!(
+            all(
+                annotations,
+                &json!({"metadata": {"annotations": {"k": "v"}}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn leases_are_checked_and_decoded_like_the_api_server() {
+        let lease_of = |spec: Value| json!({"spec": spec});
+        assert_eq!(
+            all(
+                lease,
+                &lease_of(json!({"leaseDurationSeconds": 0, "leaseTransitions": -1}))
+            ),
+            [
+                "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",
+                "spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0",
+            ]
+        );
+        let good = lease_of(json!({"holderIdentity": "a", "leaseDurationSeconds": 15,
+            "renewTime": "2026-01-02T03:04:05.123456Z"}));
+        assert!(all(lease, &good).is_empty());
+        assert_eq!(lease_decode(&good), None);
+        assert_eq!(
+            lease_decode(&lease_of(json!({"holderIdentity": 7}))).as_deref(),
+            Some(
+                "json: cannot unmarshal number into Go struct field LeaseSpec.spec.holderIdentity of type string"
+            )
+        );
+        assert_eq!(
+            lease_decode(&lease_of(json!({"renewTime": "2026-01-02T03:04:05Z"}))).as_deref(),
+            Some(
+                "parsing time \"2026-01-02T03:04:05Z\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"Z\" as \".000000\""
+            )
+        );
+        assert!(is_micro_time("2026-01-02T03:04:05.000000+02:00"));
+        assert!(!is_micro_time("2026-01-02T03:04:05.000Z"));
     }
 }

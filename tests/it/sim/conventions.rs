@@ -750,6 +750,21 @@ async fn kubectl_reports_field_validation_like_a_cluster() {
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: bad}\naddressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n",
             r#"The EndpointSlice "bad" is invalid: endpoints[0].addresses[0]: Invalid value: "fd00::1": must be a valid IPv4 address"#,
         ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {type: Magic, ports: [{port: 0, protocol: HTTP}]}\n",
+            "The Service \"bad\" is invalid: \n\
+             * spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"\n\
+             * spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive\n\
+             * spec.ports[0].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+        ),
+        (
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: bad}\nspec: {holderIdentity: 5}\n",
+            r#"Error from server (BadRequest): error when creating "STDIN": Lease in version "v1" cannot be handled as a Lease: json: cannot unmarshal number into Go struct field LeaseSpec.spec.holderIdentity of type string"#,
+        ),
+        (
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: bad}\nspec: {renewTime: \"2026-01-01T00:00:00Z\"}\n",
+            r#"Error from server (BadRequest): error when creating "STDIN": Lease in version "v1" cannot be handled as a Lease: parsing time "2026-01-01T00:00:00Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse "Z" as ".000000""#,
+        ),
     ];
     for (manifest, want) in cases {
         let out = sim

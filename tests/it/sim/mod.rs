@@ -4,6 +4,7 @@
 
 mod api;
 mod conventions;
+mod crds;
 mod kube_rs;
 mod kubectl;
 mod serve;

@@ -109,25 +109,28 @@ fn check_immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), Ap
     Ok(())
 }
 
-/// Field rules of the built-in types (`semantics::validation`), before any defaulting.
+/// Field rules of the built-in types (`semantics::validation`), before any defaulting: every
+/// failed rule in one 422, as kube-apiserver reports them.
 fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
-    let checked = validation::annotations(obj).and_then(|()| match rt.key().as_str() {
-        "/services" => validation::service(obj),
-        "discovery.k8s.io/endpointslices" => validation::endpoint_slice(obj),
-        "/configmaps" => validation::config_data(obj, false),
-        "/secrets" => validation::config_data(obj, true),
-        _ => Ok(()),
-    });
-    checked.map_err(|e| {
-        status::invalid(
-            &rt.group,
-            &rt.kind,
-            meta_str(obj, "name"),
-            e.reason,
-            &e.field,
-            &e.message,
-        )
-    })
+    let mut errors = Vec::new();
+    validation::annotations(obj, &mut errors);
+    match rt.key().as_str() {
+        "/services" => validation::service(obj, &mut errors),
+        "discovery.k8s.io/endpointslices" => validation::endpoint_slice(obj, &mut errors),
+        "/configmaps" => validation::config_data(obj, false, &mut errors),
+        "/secrets" => validation::config_data(obj, true, &mut errors),
+        "coordination.k8s.io/leases" => validation::lease(obj, &mut errors),
+        _ => {}
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid_all(
+        &rt.group,
+        &rt.kind,
+        meta_str(obj, "name"),
+        &errors,
+    ))
 }
 
 /// Resource quantities in Pod specs (also inside workload templates) and PVCs are stored in
@@ -207,6 +210,33 @@ fn check_no_new_finalizers(rt: &ResourceType, old: &Value, new: &Value) -> Resul
     ))
 }
 
+/// A CRD's scope and group decide where its objects are stored and served: fixed once created.
+fn check_crd_immutable(name: &str, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for field in ["scope", "group"] {
+        let pointer = format!("/spec/{field}");
+        let before = old.pointer(&pointer);
+        let after = new.pointer(&pointer);
+        if before != after {
+            let shown = after.map(Value::to_string).unwrap_or_else(|| "\"\"".into());
+            errors.push(validation::FieldError {
+                reason: "FieldValueInvalid",
+                field: format!("spec.{field}"),
+                message: format!("Invalid value: {shown}: field is immutable"),
+            });
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(status::invalid_all(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        name,
+        &errors,
+    ))
+}
+
 fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").to_string();
     let Some(t) = registry::from_crd(obj) else {
@@ -219,6 +249,9 @@ fn admit_crd(state: &State, old: Option<&Value>, obj: &mut Value) -> Result<(), 
             "Required value: group, names.plural, names.kind and at least one served version are required",
         ));
     };
+    if let Some(old) = old {
+        check_crd_immutable(&name, old, obj)?;
+    }
     let expected = format!("{}.{}", t.plural, t.group);
     if name != expected {
         return Err(status::invalid(

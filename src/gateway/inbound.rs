@@ -200,7 +200,7 @@ async fn connection(
     let mut closing = false;
     loop {
         tokio::select! {
-            next = conn.accept() => match next {
+            next = super::batch::drive(std::future::poll_fn(|cx| conn.poll_accept(cx))) => match next {
                 Some(Ok((req, mut respond))) => {
                     // The stream budget is the peer's, shared by all its connections.
                     match membership.streams.clone().try_acquire_owned() {

@@ -17,6 +17,7 @@
 //! immutable `Arc<Tables>` snapshots through a `tokio::sync::watch`, read once per stream.
 
 pub mod admission;
+pub mod batch;
 pub mod budget;
 pub mod config;
 #[cfg(test)]

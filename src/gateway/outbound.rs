@@ -306,7 +306,7 @@ async fn maintain(
                         super::keepalive(conn.ping_pong(), KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
                     // Dropping the connection fails its streams: their tunnels are reset.
                     tokio::select! {
-                        r = &mut conn => r.err().map(|e| e.to_string()),
+                        r = super::batch::drive(&mut conn) => r.err().map(|e| e.to_string()),
                         _ = keepalive => Some("the peer stopped answering pings".to_owned()),
                         _ = trust.changed() => Some("an anchor was removed; re-verifying the peer".to_owned()),
                         _ = cut.cancelled() => None,

@@ -6,21 +6,22 @@
 //! maps to END_STREAM and back. A generic `copy_bidirectional` cannot do this: it turns every
 //! error into a shutdown, which a client takes for a complete response.
 //!
-//! Memory: an idle tunnel holds no buffer. A read buffer is allocated only once the socket is
-//! readable *and* HTTP/2 send capacity was granted, sized by that capacity, so the bytes in
-//! flight from TCP to HTTP/2 are bounded by the peer's connection window, not by the number of
-//! tunnels. Received DATA frames are written to TCP as they come (no copy) and their window is
+//! Memory: an idle tunnel holds no buffer. The socket is read only once it is readable *and*
+//! HTTP/2 send capacity was granted, at most that capacity, through a buffer on the stack; only
+//! the bytes read are allocated. So the bytes in flight from TCP to HTTP/2 are bounded by the
+//! peer's connection window, not by the number of tunnels. Received DATA frames are written to TCP as they come (no copy) and their window is
 //! released only once written, so a slow reader is bounded by the stream and connection windows.
 
 use std::future::poll_fn;
-use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::Notify;
@@ -146,17 +147,16 @@ pub async fn splice(
 /// TCP -> HTTP/2. Never returns on success: after END_STREAM it keeps watching for a reset of the
 /// stream (which the other direction, maybe blocked on a peer that does not read, cannot see).
 async fn up(
-    rd: ReadHalf<'_>,
+    mut rd: ReadHalf<'_>,
     send: &mut SendStream<Bytes>,
     counter: &AtomicU64,
     touch: &impl Fn(),
     eos_sent: &AtomicBool,
     eos_notify: &Notify,
 ) -> Cause {
-    let tcp: &TcpStream = rd.as_ref();
     loop {
         tokio::select! {
-            r = tcp.readable() => if r.is_err() { return Cause::TcpError },
+            r = rd.as_ref().readable() => if r.is_err() { return Cause::TcpError },
             r = poll_fn(|cx| send.poll_reset(cx)) => return reset_cause(r),
         }
         // Ask for capacity only with something to send: capacity reserved by idle streams would
@@ -183,31 +183,57 @@ async fn up(
             Ok(n) => n,
             Err(cause) => return cause,
         };
-        let mut buf = BytesMut::with_capacity(granted.min(BUF));
-        match tcp.try_read_buf(&mut buf) {
-            Ok(0) => {
+        match read_now(&mut rd, granted.min(BUF)) {
+            Read::Eof => {
                 send.reserve_capacity(0);
                 if let Err(e) = send.send_data(Bytes::new(), true) {
                     return Cause::of_h2(&e);
                 }
                 break;
             }
-            Ok(n) => {
-                counter.fetch_add(n as u64, Ordering::Relaxed);
+            Read::Data(data) => {
+                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 touch();
-                if let Err(e) = send.send_data(buf.freeze(), false) {
+                if let Err(e) = send.send_data(data, false) {
                     return Cause::of_h2(&e);
                 }
                 // Give what this read did not use back to the other streams.
                 send.reserve_capacity(0);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => send.reserve_capacity(0),
-            Err(_) => return Cause::TcpError,
+            Read::WouldBlock => send.reserve_capacity(0),
+            Read::Failed => return Cause::TcpError,
         }
     }
     eos_sent.store(true, Ordering::Relaxed);
     eos_notify.notify_one();
     reset_cause(poll_fn(|cx| send.poll_reset(cx)).await)
+}
+
+enum Read {
+    Data(Bytes),
+    Eof,
+    WouldBlock,
+    Failed,
+}
+
+/// One non-blocking read of at most `limit` bytes, copied out of a stack buffer into a `Bytes` of
+/// exactly the bytes read (a tunnel holds no buffer between reads, and a small read does not
+/// pin a 16 KiB allocation until HTTP/2 has written it).
+///
+/// Through `poll_read`, not `try_read`: tokio clears the socket's readiness after a short read,
+/// which saves the read that would only return EAGAIN (one syscall per request and side on a
+/// keep-alive connection; measured with `bench/gateway.sh`, docs/performance.md).
+fn read_now(rd: &mut ReadHalf<'_>, limit: usize) -> Read {
+    let mut storage = [MaybeUninit::<u8>::uninit(); BUF];
+    let mut buf = ReadBuf::uninit(&mut storage[..limit.min(BUF)]);
+    // A no-op waker: on Pending the caller waits for `readable()`, which registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(rd).poll_read(&mut cx, &mut buf) {
+        Poll::Pending => Read::WouldBlock,
+        Poll::Ready(Err(_)) => Read::Failed,
+        Poll::Ready(Ok(())) if buf.filled().is_empty() => Read::Eof,
+        Poll::Ready(Ok(())) => Read::Data(Bytes::copy_from_slice(buf.filled())),
+    }
 }
 
 /// HTTP/2 -> TCP: `Ok` after END_STREAM was forwarded as a FIN.

@@ -229,6 +229,62 @@ async fn neither_a_connection_nor_a_session_ticket_outlives_the_client_certifica
 }
 
 /// One TLS connection and one CONNECT: how the handshake went (full or resumed) and the status.
+/// An authenticated peer that breaks HTTP/2 is counted by cause, on the connection the refusal
+/// ended: no preface at all (`h2_handshake_failed`), and a frame HTTP/2 forbids after a valid
+/// preface (`protocol_error`, the connection ends with GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_violations_by_an_authenticated_peer_are_counted_by_cause() {
+    let p = pair().await;
+    let addr = p.west.running.inbound_addr;
+    let now = SystemTime::now();
+    let leaf = pki::leaf(
+        &p.pki.east,
+        &["mc-gateway.mc-system.east.cluster.local"],
+        &[],
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    );
+    let config = client_config(&p.pki.anchor.cert_pem, Some(leaf));
+    let server = rustls::pki_types::ServerName::try_from(WEST_ID).unwrap();
+    let tls = |bytes: &'static [u8]| {
+        let config = config.clone();
+        let server = server.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server, tcp)
+                .await
+                .unwrap();
+            tls.write_all(bytes).await.unwrap();
+            tls.flush().await.unwrap();
+            // West ends the connection; what it sends first (GOAWAY or nothing) does not matter.
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(LIMIT, tls.read_to_end(&mut sink)).await;
+        }
+    };
+    tls(b"GET / HTTP/1.1\r\nHost: west\r\n\r\n").await;
+    eventually("the failed HTTP/2 handshake counted", LIMIT, || async {
+        (p.west.metric(
+            "mc_gateway_connections_total{side=\"inbound\",result=\"h2_handshake_failed\"}",
+        ) == 1.0)
+            .then_some(())
+    })
+    .await;
+    // The client preface, an empty SETTINGS, then a DATA frame on stream 0 (RFC 9113 6.1: a
+    // connection error of type PROTOCOL_ERROR).
+    const PREFACE_THEN_DATA_ON_STREAM_0: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\
+        \x00\x00\x00\x04\x00\x00\x00\x00\x00\
+        \x00\x00\x01\x00\x00\x00\x00\x00\x00x";
+    tls(PREFACE_THEN_DATA_ON_STREAM_0).await;
+    eventually("the protocol error counted", LIMIT, || async {
+        (p.west.metric(
+            "mc_gateway_connection_errors_total{side=\"inbound\",cause=\"protocol_error\"}",
+        ) == 1.0)
+            .then_some(())
+    })
+    .await;
+}
+
 async fn connect_with_kind(
     addr: std::net::SocketAddr,
     config: std::sync::Arc<rustls::ClientConfig>,

@@ -138,15 +138,7 @@ pub fn validate(
         return Ok(());
     };
     let errors = schema::validate(schema, obj, old);
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(status::invalid_all(
-        &rt.group,
-        &rt.kind,
-        meta_str(obj, "name"),
-        &errors,
-    ))
+    status::all_valid(&rt.group, &rt.kind, meta_str(obj, "name"), &errors)
 }
 
 /// Defaults on read, as kube-apiserver applies them when it decodes from storage.

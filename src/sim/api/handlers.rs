@@ -603,15 +603,7 @@ fn validate_labels(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             invalid(value, LABEL_VALUE_MSG);
         }
     }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(status::invalid_all(
-        &rt.group,
-        &rt.kind,
-        meta_str(obj, "name"),
-        &errors,
-    ))
+    status::all_valid(&rt.group, &rt.kind, meta_str(obj, "name"), &errors)
 }
 
 /// Server-set metadata of a new object.

@@ -147,6 +147,20 @@ fn static_reason(reason: &str) -> &'static str {
 
 /// 422 listing every failed rule, worded as kube-apiserver's `NewInvalid`: one cause is
 /// `Kind "x" is invalid: field: message`, several are bracketed and comma-separated.
+/// `Ok` when no field failed, else the one 422 that lists them all.
+pub fn all_valid(
+    group: &str,
+    kind: &str,
+    name: &str,
+    errors: &[FieldError],
+) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_all(group, kind, name, errors))
+    }
+}
+
 pub fn invalid_all(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> ApiError {
     // kube-apiserver names the group kind: `Deployment.apps "web" is invalid`.
     let shown = if group.is_empty() {

@@ -122,15 +122,7 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         "coordination.k8s.io/leases" => validation::lease(obj, &mut errors),
         _ => {}
     }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(status::invalid_all(
-        &rt.group,
-        &rt.kind,
-        meta_str(obj, "name"),
-        &errors,
-    ))
+    status::all_valid(&rt.group, &rt.kind, meta_str(obj, "name"), &errors)
 }
 
 /// Resource quantities in Pod specs (also inside workload templates) and PVCs are stored in

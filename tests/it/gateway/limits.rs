@@ -152,3 +152,74 @@ async fn queued_clients_have_a_deadline_and_are_skipped_once_gone() {
     assert_eq!(p.east.metric("mc_gateway_queued_streams "), 0.0);
     assert_eq!(p.backend.accepted(), accepted, "a queued stream was opened");
 }
+
+/// Beyond the peer's stream limit, services take turns: the waiter of a quiet service is served
+/// before a busy service's second waiter, although it arrived last (first come, first served
+/// would let one busy service starve the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_streams_take_turns_between_services() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let east_settings = mc::gateway::Settings {
+        max_streams_per_peer: 1,
+        ..settings()
+    };
+    let p = pair_with(settings(), east_settings).await;
+    let quiet = SocketAddr::new(p.outbound.ip(), OUTBOUND_PORT + 1);
+    let backend = p.backend.addr;
+    p.west
+        .update(|t| t.apply_service("default", "quiet", export(true, 8888, backend)));
+    p.east.update(|t| {
+        t.listeners.insert(
+            quiet.port(),
+            mc::gateway::config::Listener {
+                peer: "west".into(),
+                authority: "quiet.default.svc.cluster.local:8888".into(),
+            },
+        );
+    });
+    eventually("the quiet service to echo", LIMIT, || async {
+        echoes(quiet).await.then_some(())
+    })
+    .await;
+
+    let held = open_tunnel(p.outbound, b"holds the only slot").await;
+    let mut waiting = Vec::new();
+    for (queued, (addr, name)) in [
+        (p.outbound, "busy1"),
+        (p.outbound, "busy2"),
+        (quiet, "quiet"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(name.as_bytes()).await.unwrap();
+        eventually("the client to be queued", LIMIT, || async {
+            (p.east.metric("mc_gateway_queued_streams ") == (queued + 1) as f64).then_some(())
+        })
+        .await;
+        waiting.push(Box::pin(async move {
+            let mut echoed = [0u8; 5];
+            client.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(&echoed, name.as_bytes());
+            (name, client)
+        }));
+    }
+    drop(held);
+    // One tunnel at a time: whoever gets its echo first is done and frees the slot.
+    let mut order = Vec::new();
+    while !waiting.is_empty() {
+        let ((name, client), _, rest) =
+            tokio::time::timeout(LIMIT, futures::future::select_all(waiting))
+                .await
+                .expect("a queued client to be served");
+        order.push(name);
+        drop(client);
+        waiting = rest;
+    }
+    let quiet_at = order.iter().position(|n| *n == "quiet").unwrap();
+    assert!(
+        quiet_at <= 1,
+        "the quiet service must be served before the busy one's second waiter: {order:?}"
+    );
+}

@@ -176,7 +176,9 @@ impl Controller {
         );
         watch_into!(
             "trafficsplits",
-            watcher(Api::<TrafficSplit>::all(client.clone()), cfg()).default_backoff(),
+            watcher(Api::<TrafficSplit>::all(client.clone()), cfg())
+                .default_backoff()
+                .flat_map(absent_crd_is_empty),
             splits
         );
         watch_into!(
@@ -337,6 +339,28 @@ impl Controller {
         let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
         Ok(())
     }
+}
+
+/// A TrafficSplit list answered 404 means its CRD is not installed (an install older than
+/// TrafficSplit running a newer controller): that is "no splits", so mirrors keep working. The
+/// watcher keeps retrying with back-off, and a CRD installed later is picked up by its next list.
+fn absent_crd_is_empty(
+    item: Result<watcher::Event<TrafficSplit>, watcher::Error>,
+) -> futures::stream::Iter<std::vec::IntoIter<Result<watcher::Event<TrafficSplit>, watcher::Error>>>
+{
+    let absent = matches!(
+        &item,
+        Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) if s.code == 404
+    );
+    let events = if absent {
+        tracing::warn!(
+            "the TrafficSplit CRD (trafficsplits.mc.dev) is not installed: no traffic splits until it is; apply the output of `mc install` to add it"
+        );
+        vec![Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)]
+    } else {
+        vec![item]
+    };
+    futures::stream::iter(events)
 }
 
 struct Snapshot {

@@ -737,3 +737,46 @@ async fn mc_link_wait_and_mc_unlink_with_the_controller_running() {
     );
     stop.cancel();
 }
+
+/// Without the TrafficSplit CRD (an install older than TrafficSplit, a newer controller), mirrors
+/// still work: the missing CRD means "no splits". Installed later, it is picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_trafficsplit_crd_does_not_stop_mirroring() {
+    let trust = Trust::new();
+    let (east, west) = tokio::join!(installed(&trust, "east", 0), installed(&trust, "west", 1));
+    east.kubectl_ok(&["delete", "crd", "trafficsplits.mc.dev"])
+        .await;
+    let probe = ProbeTarget::start();
+    gateway_endpoints(&east, &["127.0.0.77"]).await;
+    create(
+        &west,
+        service("default", "backend-svc", true, &[("http", 8888)]),
+    )
+    .await;
+    link_by_hand(&east, "east", &west, "west", &probe.gateway()).await;
+    let _mirror = Mirror::start(&east, "east-1").await;
+    eventually("backend-svc-west without the split CRD", LIMIT, || async {
+        get_svc(&east, "default", "backend-svc-west").await
+    })
+    .await;
+
+    // The CRD comes (back): a split is routed.
+    east.kubectl_ok_stdin(&["apply", "-f", "-"], trust.install_yaml("east", &[]))
+        .await;
+    let split = "apiVersion: mc.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {name: web, namespace: default}\nspec:\n  service: web\n  backends: [{service: backend-svc-west, weight: 1}]\n";
+    east.kubectl_ok_stdin(&["apply", "-f", "-"], split.to_owned())
+        .await;
+    eventually("the split routed once its CRD exists", LIMIT, || async {
+        let weights = east
+            .kubectl_ok(&[
+                "get",
+                "trafficsplit",
+                "web",
+                "-o",
+                "jsonpath={.status.weights}",
+            ])
+            .await;
+        (weights == "backend-svc-west=1").then_some(())
+    })
+    .await;
+}

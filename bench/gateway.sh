@@ -45,12 +45,9 @@ for bin in nginx haproxy wrk curl openssl taskset awk; do
 done
 [[ -x $MC ]] || die "no mc binary at $MC (cargo build --release)"
 MC=$(cd "$(dirname "$MC")" && pwd)/$(basename "$MC")
+[[ -n ${MC_BASE:-} && " $SCENARIOS " != *" mc-base "* ]] && SCENARIOS="$SCENARIOS mc-base"
 if [[ " $SCENARIOS " == *" mc-base "* ]]; then
-  [[ -x ${MC_BASE:-} ]] || die "scenario mc-base needs MC_BASE=<path to an mc binary>"
-  MC_BASE=$(cd "$(dirname "$MC_BASE")" && pwd)/$(basename "$MC_BASE")
-elif [[ -n ${MC_BASE:-} ]]; then
-  SCENARIOS="$SCENARIOS mc-base"
-  [[ -x $MC_BASE ]] || die "no mc binary at MC_BASE=$MC_BASE"
+  [[ -x ${MC_BASE:-} ]] || die "scenario mc-base needs MC_BASE=<path to an mc binary> (got '${MC_BASE:-}')"
   MC_BASE=$(cd "$(dirname "$MC_BASE")" && pwd)/$(basename "$MC_BASE")
 fi
 

@@ -282,31 +282,31 @@ pub fn load_issuer(cert_pem: &str, key_pem: &str) -> Result<Issuer<'static, KeyP
 
 /// URI SANs of a certificate (empty if it has none or they cannot be parsed).
 pub fn uri_sans(cert: &X509Certificate<'_>) -> Vec<String> {
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some((*uri).to_owned()),
-            _ => None,
-        })
-        .collect()
+    sans(cert, |name| match name {
+        GeneralName::URI(uri) => Some(uri),
+        _ => None,
+    })
 }
 
 /// DNS SANs of a certificate (empty if it has none or they cannot be parsed).
 pub fn dns_sans(cert: &X509Certificate<'_>) -> Vec<String> {
+    sans(cert, |name| match name {
+        GeneralName::DNSName(dns) => Some(dns),
+        _ => None,
+    })
+}
+
+fn sans<'a>(
+    cert: &'a X509Certificate<'_>,
+    pick: impl Fn(&GeneralName<'a>) -> Option<&'a str>,
+) -> Vec<String> {
     let Ok(Some(san)) = cert.subject_alternative_name() else {
         return Vec::new();
     };
     san.value
         .general_names
         .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            _ => None,
-        })
+        .filter_map(|name| pick(name).map(str::to_owned))
         .collect()
 }
 

@@ -438,13 +438,13 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
             "apiVersion: mc.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {{name: web, namespace: default}}\nspec:\n  service: web\n  backends: {backends}\n"
         )
     };
-    let file = p.east.dir.path().join("split.yaml");
-    std::fs::write(
-        &file,
-        split("[{service: backend-west, weight: 50}, {service: web-v2, weight: 50}]"),
-    )
-    .unwrap();
-    kubectl_ok(&p.east, &["apply", "-f", file.to_str().unwrap()]).await;
+    let apply = ["apply", "-f", "-"];
+    p.east
+        .kubectl_ok_stdin(
+            &apply,
+            split("[{service: backend-west, weight: 50}, {service: web-v2, weight: 50}]"),
+        )
+        .await;
     let doc = eventually("the split routed with web-v2 out", LIMIT, || async {
         let (_, doc) = check(kc, &both).await;
         let c = find(&doc, "east", "traffic-split");
@@ -463,8 +463,9 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
         "{c}"
     );
     assert_eq!(failures(&doc), Failures::new(), "{doc:#}");
-    std::fs::write(&file, split("[{service: web-v2, weight: 50}]")).unwrap();
-    kubectl_ok(&p.east, &["apply", "-f", file.to_str().unwrap()]).await;
+    p.east
+        .kubectl_ok_stdin(&apply, split("[{service: web-v2, weight: 50}]"))
+        .await;
     let doc = until_failing(kc, &both, &[("east", "traffic-split")]).await;
     assert!(
         find(&doc, "east", "traffic-split")["message"]
@@ -473,7 +474,7 @@ async fn mc_check_names_each_broken_thing_and_passes_after_the_fix() {
             .contains("no backend takes connections"),
         "{doc:#}"
     );
-    kubectl_ok(&p.east, &["delete", "-f", file.to_str().unwrap()]).await;
+    kubectl_ok(&p.east, &["delete", "trafficsplit", "web"]).await;
     let doc = passes(kc, &both).await;
     assert!(
         !doc["checks"]

@@ -1194,16 +1194,7 @@ fn get_scale(
 }
 
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::sim::semantics::table::map_selector(obj, "/spec/selector/matchLabels");
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

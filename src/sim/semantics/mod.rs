@@ -16,3 +16,13 @@ pub mod status;
 pub mod table;
 pub mod token;
 pub mod validation;
+
+use serde_json::Value;
+
+/// The strings of a JSON array (`finalizers`, `verbs`, `values`, ...): empty when absent or not
+/// an array; non-strings are skipped.
+pub fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}

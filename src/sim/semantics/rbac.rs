@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::strings;
 use serde_json::{Value, json};
 
 /// The authenticated caller.
@@ -121,12 +122,6 @@ pub struct Decision {
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-fn strings(v: Option<&Value>) -> Vec<&str> {
-    v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
 }
 
 fn covers(list: &[&str], wanted: &str) -> bool {
@@ -445,15 +440,7 @@ pub fn ungranted(
     rules: &[Value],
 ) -> Vec<String> {
     let strs = |r: &Value, f: &str| -> Vec<String> {
-        r.get(f)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
+        strings(r.get(f)).into_iter().map(str::to_owned).collect()
     };
     let mut missing = Vec::new();
     for rule in rules {

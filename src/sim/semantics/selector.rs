@@ -412,16 +412,10 @@ impl LabelSelector {
         for e in exprs {
             let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
             validate_key(key)?;
-            let mut values: Vec<String> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut values: Vec<String> = super::strings(e.get("values"))
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             for v in &values {
                 validate_value(v)?;
             }

@@ -189,7 +189,8 @@ fn format_label_selector(sel: Option<&Value>) -> String {
     }
 }
 
-fn map_selector(v: &Value, pointer: &str) -> String {
+/// A label map as `k=v,k2=v2` (a Scale's `status.selector`, the SELECTOR column).
+pub fn map_selector(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
         .and_then(Value::as_object)
         .map(|m| {

@@ -169,19 +169,9 @@ fn check_no_new_finalizers(rt: &ResourceType, old: &Value, new: &Value) -> Resul
     if old.pointer("/metadata/deletionTimestamp").is_none() {
         return Ok(());
     }
-    let list = |o: &Value| -> Vec<String> {
-        o.pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let before = list(old);
-    let added: Vec<String> = list(new)
+    use crate::sim::semantics::strings;
+    let before = strings(old.pointer("/metadata/finalizers"));
+    let added: Vec<String> = strings(new.pointer("/metadata/finalizers"))
         .into_iter()
         .filter(|f| !before.contains(f))
         .map(|f| format!("{f:?}"))
